@@ -1,0 +1,78 @@
+"""boto3 clients, made on first use and cached.
+
+Never at import time: moto and the local stack point clients elsewhere by
+setting AWS_ENDPOINT_URL (which boto3 honours) before the first call, and
+:func:`reset_clients` forgets them between tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_rekognition import RekognitionClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+# Shorter than the shortest function timeout (30 s), so a hung call fails in time
+# for the runtime to report it, with room for the SDK's own retries.
+CONNECT_TIMEOUT_SECONDS = 3
+READ_TIMEOUT_SECONDS = 8
+MAX_ATTEMPTS = 3
+
+
+def client_config(**overrides: Any) -> Config:
+    settings: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "read_timeout": READ_TIMEOUT_SECONDS,
+        "retries": {"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        "tcp_keepalive": True,
+    }
+    settings.update(overrides)
+    return Config(**settings)
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@functools.cache
+def client(service: str) -> Any:
+    return _session().client(service, config=client_config())  # type: ignore[call-overload]
+
+
+def s3() -> S3Client:
+    return client("s3")  # type: ignore[no-any-return]
+
+
+def dynamodb() -> DynamoDBClient:
+    return client("dynamodb")  # type: ignore[no-any-return]
+
+
+def sqs() -> SQSClient:
+    return client("sqs")  # type: ignore[no-any-return]
+
+
+def kms() -> KMSClient:
+    return client("kms")  # type: ignore[no-any-return]
+
+
+def rekognition() -> RekognitionClient:
+    return client("rekognition")  # type: ignore[no-any-return]
+
+
+def secretsmanager() -> SecretsManagerClient:
+    return client("secretsmanager")  # type: ignore[no-any-return]
+
+
+def reset_clients() -> None:
+    client.cache_clear()
+    _session.cache_clear()

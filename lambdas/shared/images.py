@@ -1,0 +1,288 @@
+"""The images table: image records and the path claims that keep object keys unique.
+
+Access patterns and the keys or indexes serving them are listed in
+docs/internals.md. Nothing here scans the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdas.shared import aws
+from lambdas.shared.dynamo import from_item, serialize, to_item, update_expression
+from lambdas.shared.errors import (
+    ConditionFailedError,
+    PermanentError,
+    TransientError,
+    aws_errors,
+)
+from lambdas.shared.keys import ImagePath
+
+VariantsStatus = Literal["pending", "ready", "failed"]
+BackupStatus = Literal["none", "pending", "synced", "failed", "deleted"]
+# Statuses kept in the sparse by-backup-state index (what backup sync looks for).
+INDEXED_BACKUP_STATUSES = frozenset({"pending", "failed", "synced"})
+
+BY_DELETED_INDEX = "by-deleted"
+BY_BACKUP_STATE_INDEX = "by-backup-state"
+BY_OWNER_INDEX = "by-owner"
+DELETED_PARTITION = "deleted"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, sortable as text (index sort keys rely on that)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class NameTakenError(PermanentError):
+    """Another image already owns this owner/album/filename."""
+
+
+class VariantInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+
+
+class ImageRecord(BaseModel):
+    """One image as stored; ``to_status()`` is what ``pixflare status --json`` prints."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_id: str
+    owner: str
+    album: str
+    filename: str
+    bucket: str
+    original_key: str
+    content_type: str = "application/octet-stream"
+    bytes: int = 0
+    sha256: str = ""
+    original_etag: str = ""
+    created_at: str
+    updated_at: str = ""
+    variants_status: VariantsStatus = "pending"
+    variants_ready: list[str] = Field(default_factory=list)
+    variants: dict[str, VariantInfo] = Field(default_factory=dict)
+    error: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    backup_status: BackupStatus = "none"
+    backup: dict[str, Any] = Field(default_factory=dict)
+    ai: dict[str, Any] | None = None
+    deleted_at: str | None = None
+
+    @property
+    def path(self) -> ImagePath:
+        return ImagePath(self.owner, self.album, self.filename)
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "imageId": self.image_id,
+            "owner": self.owner,
+            "album": self.album,
+            "filename": self.filename,
+            "bucket": self.bucket,
+            "original": {
+                "key": self.original_key,
+                "bytes": self.bytes,
+                "content_type": self.content_type,
+                "sha256": self.sha256,
+            },
+            "created_at": self.created_at,
+            "variants_status": self.variants_status,
+            "variants_ready": list(self.variants_ready),
+            "variants": {name: info.model_dump() for name, info in self.variants.items()},
+            "error": self.error,
+            "timings": dict(self.timings),
+            "backup_status": self.backup_status,
+            "backup": dict(self.backup),
+            "ai": self.ai,
+            "deleted_at": self.deleted_at,
+        }
+
+
+def image_pk(image_id: str) -> str:
+    return f"image#{image_id}"
+
+
+def claim_pk(path: ImagePath) -> str:
+    return f"path#{path.claim}"
+
+
+def backup_state_fields(owner: str, status: BackupStatus, at: str) -> tuple[dict[str, Any], list[str]]:
+    """SET / REMOVE fields that move an image to a backup status, keeping the index in step."""
+    fields: dict[str, Any] = {"backup_status": status}
+    if status in INDEXED_BACKUP_STATUSES:
+        fields["backup_state"] = f"{owner}#{status}"
+        fields["backup_state_at"] = at
+        return fields, []
+    return fields, ["backup_state", "backup_state_at"]
+
+
+class ImageRepository:
+    def __init__(self, table_name: str) -> None:
+        self.table = table_name
+
+    def get(self, image_id: str, *, consistent: bool = True) -> ImageRecord | None:
+        with aws_errors(f"get image {image_id}"):
+            response = aws.dynamodb().get_item(
+                TableName=self.table, Key={"pk": serialize(image_pk(image_id))},
+                ConsistentRead=consistent,
+            )
+        item = response.get("Item")
+        return ImageRecord.model_validate(from_item(item)) if item else None
+
+    def create(self, record: ImageRecord, extra: Mapping[str, Any] | None = None) -> None:
+        """Write the record and claim its path in one transaction."""
+        data = {"pk": image_pk(record.image_id), **record.model_dump(exclude_none=True), **(extra or {})}
+        claim = {"pk": claim_pk(record.path), "image_id": record.image_id, "created_at": record.created_at}
+        try:
+            with aws_errors(f"create image {record.image_id}"):
+                aws.dynamodb().transact_write_items(
+                    TransactItems=[
+                        {"Put": {"TableName": self.table, "Item": to_item(data),
+                                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {"Put": {"TableName": self.table, "Item": to_item(claim),
+                                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                    ]
+                )
+        except ConditionFailedError:
+            raise NameTakenError(
+                f"{record.path.claim} already exists; choose another name or album"
+            ) from None
+
+    def update(
+        self,
+        image_id: str,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
+        *,
+        condition: str | None = None,
+        condition_names: Mapping[str, str] | None = None,
+        condition_values: Mapping[str, Any] | None = None,
+        return_new: bool = False,
+    ) -> ImageRecord | None:
+        """Update an existing record; ConditionFailedError when it is gone or the condition fails."""
+        expression, names, values = update_expression(
+            {**(set_fields or {}), "updated_at": iso(utcnow())}, remove_fields
+        )
+        full_condition = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
+        names.update(condition_names or {})
+        values.update({k: serialize(v) for k, v in (condition_values or {}).items()})
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": serialize(image_pk(image_id))},
+            "UpdateExpression": expression,
+            "ConditionExpression": full_condition,
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW" if return_new else "NONE",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        with aws_errors(f"update image {image_id}"):
+            response = aws.dynamodb().update_item(**kwargs)
+        if return_new:
+            return ImageRecord.model_validate(from_item(response["Attributes"]))
+        return None
+
+    def soft_delete(self, image_id: str, at: str) -> None:
+        self.update(
+            image_id,
+            {"deleted_at": at, "deleted_pk": DELETED_PARTITION},
+            condition="attribute_not_exists(deleted_at)",
+        )
+
+    def delete(self, record: ImageRecord) -> None:
+        """Remove the record and its path claim together (already gone counts as done)."""
+        with aws_errors(f"delete image {record.image_id}"):
+            aws.dynamodb().transact_write_items(
+                TransactItems=[
+                    {"Delete": {"TableName": self.table, "Key": {"pk": serialize(image_pk(record.image_id))}}},
+                    {"Delete": {"TableName": self.table, "Key": {"pk": serialize(claim_pk(record.path))}}},
+                ]
+            )
+
+    def claimed_paths(self, paths: Iterable[ImagePath]) -> dict[str, str]:
+        """Which of these paths belong to an image: claim -> imageId, by BatchGetItem."""
+        wanted = list({p.claim: p for p in paths}.values())
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 100):
+            keys: list[dict[str, Any]] = [{"pk": serialize(claim_pk(p))} for p in wanted[start : start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(10):  # bounded: unprocessed keys come back under throttling
+                with aws_errors("look up image paths"):
+                    response = aws.dynamodb().batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    data = from_item(item)
+                    found[str(data["pk"]).removeprefix("path#")] = str(data["image_id"])
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError("path look-up still throttled after 10 rounds")
+        return found
+
+    def query_index(
+        self,
+        index: str,
+        key_condition: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Any],
+        *,
+        limit: int,
+        start_key: Mapping[str, Any] | None = None,
+        forward: bool = True,
+    ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeNames": dict(names),
+            "ExpressionAttributeValues": {k: serialize(v) for k, v in values.items()},
+            "Limit": limit,
+            "ScanIndexForward": forward,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        with aws_errors(f"query {index}"):
+            response = aws.dynamodb().query(**kwargs)
+        records = [ImageRecord.model_validate(from_item(item)) for item in response.get("Items", [])]
+        return records, response.get("LastEvaluatedKey")
+
+    def deleted_before(
+        self, cutoff: str, *, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
+        return self.query_index(
+            BY_DELETED_INDEX,
+            "#p = :p AND #t < :t",
+            {"#p": "deleted_pk", "#t": "deleted_at"},
+            {":p": DELETED_PARTITION, ":t": cutoff},
+            limit=limit,
+            start_key=start_key,
+        )
+
+    def by_backup_state(
+        self, owner: str, status: BackupStatus, *, limit: int,
+        start_key: Mapping[str, Any] | None = None,
+    ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
+        """Oldest first (by when the image entered that state)."""
+        return self.query_index(
+            BY_BACKUP_STATE_INDEX,
+            "#p = :p",
+            {"#p": "backup_state"},
+            {":p": f"{owner}#{status}"},
+            limit=limit,
+            start_key=start_key,
+        )

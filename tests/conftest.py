@@ -1,0 +1,49 @@
+"""Fixtures shared by every test: clean global state, fake credentials, moto resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lambdas.shared.aws import reset_clients
+from lambdas.shared.config import ENV_FIELDS, reset_settings
+from lambdas.shared.worker import reset_workers
+from tests.support.aws_resources import REGION, Resources, create_resources
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees another's settings, clients, credentials or endpoints."""
+    for name in [*ENV_FIELDS, "AWS_ENDPOINT_URL", "AWS_PROFILE"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Pixflare")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "pixflare-test")
+    reset_settings()
+    reset_clients()
+    reset_workers()
+    yield
+    reset_settings()
+    reset_clients()
+    reset_workers()
+
+
+@pytest.fixture
+def aws() -> Iterator[Resources]:
+    """In-process moto with the project's tables, bucket, queues and KMS key."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield create_resources()
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
