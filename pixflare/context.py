@@ -37,8 +37,12 @@ class CommandContext:
     def emit(self, data: Any, human: str | Callable[[], str] | None = None) -> None:
         """One JSON document with --json; otherwise the human text (or pretty JSON)."""
         if self.json_output or human is None:
-            self.stdout.write(json.dumps(data, indent=None if self.json_output else 2,
-                                         sort_keys=False, default=str) + "\n")
+            self.stdout.write(
+                json.dumps(
+                    data, indent=None if self.json_output else 2, sort_keys=False, default=str
+                )
+                + "\n"
+            )
             return
         text = human() if callable(human) else human
         self.stdout.write(text.rstrip("\n") + "\n")

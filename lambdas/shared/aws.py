@@ -50,27 +50,27 @@ def client(service: str) -> Any:
 
 
 def s3() -> S3Client:
-    return client("s3")  # type: ignore[no-any-return]
+    return client("s3")
 
 
 def dynamodb() -> DynamoDBClient:
-    return client("dynamodb")  # type: ignore[no-any-return]
+    return client("dynamodb")
 
 
 def sqs() -> SQSClient:
-    return client("sqs")  # type: ignore[no-any-return]
+    return client("sqs")
 
 
 def kms() -> KMSClient:
-    return client("kms")  # type: ignore[no-any-return]
+    return client("kms")
 
 
 def rekognition() -> RekognitionClient:
-    return client("rekognition")  # type: ignore[no-any-return]
+    return client("rekognition")
 
 
 def secretsmanager() -> SecretsManagerClient:
-    return client("secretsmanager")  # type: ignore[no-any-return]
+    return client("secretsmanager")
 
 
 def reset_clients() -> None:

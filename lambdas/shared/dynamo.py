@@ -42,7 +42,7 @@ def _from_dynamo_value(value: Any) -> Any:
 
 
 def serialize(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(_to_dynamo_value(value))  # type: ignore[no-any-return]
+    return dict(_serializer.serialize(_to_dynamo_value(value)))
 
 
 def to_item(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -72,8 +72,16 @@ _THROTTLING = {
     "PriorThrottled",
 }
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "ResourceNotFoundException"}
-_DENIED = {"AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-           "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "403"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "403",
+}
 
 
 def translate_client_error(err: ClientError, *, context: str) -> PixflareError:
@@ -93,8 +101,14 @@ def translate_client_error(err: ClientError, *, context: str) -> PixflareError:
         return NotFoundError(text)
     if code in _DENIED or status == 403:
         return AccessDeniedError(text)
-    if code in {"ValidationException", "InvalidParameterValue", "InvalidParameterException",
-                "InvalidImageFormatException", "ImageTooLargeException", "InvalidRequest"}:
+    if code in {
+        "ValidationException",
+        "InvalidParameterValue",
+        "InvalidParameterException",
+        "InvalidImageFormatException",
+        "ImageTooLargeException",
+        "InvalidRequest",
+    }:
         return PermanentError(text)
     # Unknown codes are retried: losing a job to an unexpected error is worse than a DLQ entry.
     return TransientError(text)

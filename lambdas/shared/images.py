@@ -121,7 +121,9 @@ def claim_pk(path: ImagePath) -> str:
     return f"path#{path.claim}"
 
 
-def backup_state_fields(owner: str, status: BackupStatus, at: str) -> tuple[dict[str, Any], list[str]]:
+def backup_state_fields(
+    owner: str, status: BackupStatus, at: str
+) -> tuple[dict[str, Any], list[str]]:
     """SET / REMOVE fields that move an image to a backup status, keeping the index in step."""
     fields: dict[str, Any] = {"backup_status": status}
     if status in INDEXED_BACKUP_STATUSES:
@@ -138,7 +140,8 @@ class ImageRepository:
     def get(self, image_id: str, *, consistent: bool = True) -> ImageRecord | None:
         with aws_errors(f"get image {image_id}"):
             response = aws.dynamodb().get_item(
-                TableName=self.table, Key={"pk": serialize(image_pk(image_id))},
+                TableName=self.table,
+                Key={"pk": serialize(image_pk(image_id))},
                 ConsistentRead=consistent,
             )
         item = response.get("Item")
@@ -146,16 +149,34 @@ class ImageRepository:
 
     def create(self, record: ImageRecord, extra: Mapping[str, Any] | None = None) -> None:
         """Write the record and claim its path in one transaction."""
-        data = {"pk": image_pk(record.image_id), **record.model_dump(exclude_none=True), **(extra or {})}
-        claim = {"pk": claim_pk(record.path), "image_id": record.image_id, "created_at": record.created_at}
+        data = {
+            "pk": image_pk(record.image_id),
+            **record.model_dump(exclude_none=True),
+            **(extra or {}),
+        }
+        claim = {
+            "pk": claim_pk(record.path),
+            "image_id": record.image_id,
+            "created_at": record.created_at,
+        }
         try:
             with aws_errors(f"create image {record.image_id}"):
                 aws.dynamodb().transact_write_items(
                     TransactItems=[
-                        {"Put": {"TableName": self.table, "Item": to_item(data),
-                                 "ConditionExpression": "attribute_not_exists(pk)"}},
-                        {"Put": {"TableName": self.table, "Item": to_item(claim),
-                                 "ConditionExpression": "attribute_not_exists(pk)"}},
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": to_item(data),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": to_item(claim),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
                     ]
                 )
         except ConditionFailedError:
@@ -174,7 +195,7 @@ class ImageRepository:
         condition_values: Mapping[str, Any] | None = None,
         return_new: bool = False,
     ) -> ImageRecord | None:
-        """Update an existing record; ConditionFailedError when it is gone or the condition fails."""
+        """Update an existing record; ConditionFailedError if it is gone or the condition fails."""
         expression, names, values = update_expression(
             {**(set_fields or {}), "updated_at": iso(utcnow())}, remove_fields
         )
@@ -209,8 +230,18 @@ class ImageRepository:
         with aws_errors(f"delete image {record.image_id}"):
             aws.dynamodb().transact_write_items(
                 TransactItems=[
-                    {"Delete": {"TableName": self.table, "Key": {"pk": serialize(image_pk(record.image_id))}}},
-                    {"Delete": {"TableName": self.table, "Key": {"pk": serialize(claim_pk(record.path))}}},
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": {"pk": serialize(image_pk(record.image_id))},
+                        }
+                    },
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": {"pk": serialize(claim_pk(record.path))},
+                        }
+                    },
                 ]
             )
 
@@ -219,7 +250,9 @@ class ImageRepository:
         wanted = list({p.claim: p for p in paths}.values())
         found: dict[str, str] = {}
         for start in range(0, len(wanted), 100):
-            keys: list[dict[str, Any]] = [{"pk": serialize(claim_pk(p))} for p in wanted[start : start + 100]]
+            keys: list[dict[str, Any]] = [
+                {"pk": serialize(claim_pk(p))} for p in wanted[start : start + 100]
+            ]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             for _ in range(10):  # bounded: unprocessed keys come back under throttling
                 with aws_errors("look up image paths"):
@@ -258,7 +291,9 @@ class ImageRepository:
             kwargs["ExclusiveStartKey"] = start_key
         with aws_errors(f"query {index}"):
             response = aws.dynamodb().query(**kwargs)
-        records = [ImageRecord.model_validate(from_item(item)) for item in response.get("Items", [])]
+        records = [
+            ImageRecord.model_validate(from_item(item)) for item in response.get("Items", [])
+        ]
         return records, response.get("LastEvaluatedKey")
 
     def deleted_before(
@@ -274,7 +309,11 @@ class ImageRepository:
         )
 
     def by_backup_state(
-        self, owner: str, status: BackupStatus, *, limit: int,
+        self,
+        owner: str,
+        status: BackupStatus,
+        *,
+        limit: int,
         start_key: Mapping[str, Any] | None = None,
     ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
         """Oldest first (by when the image entered that state)."""

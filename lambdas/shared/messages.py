@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.keys import InvalidNameError, validate_image_id, validate_segment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -78,7 +78,6 @@ class VariantJob(JobMessage):
     image_id: ImageId = Field(alias="imageId")
     owner: Owner
 
-
     def idempotency_key(self) -> str:
         return f"variant#{self.image_id}"
 
@@ -97,7 +96,6 @@ class BackupJob(JobMessage):
     filename: Filename | None = None
     # When the job was asked for: a later upload of the same image is a new job.
     requested_at: str = Field(alias="requestedAt", min_length=1, max_length=40)
-
 
     def model_post_init(self, _context: Any) -> None:
         if self.action == "delete" and (self.album is None or self.filename is None):
@@ -118,7 +116,6 @@ class DomainCheck(JobMessage):
     attempt: int = Field(ge=1, le=10_000)
     # A `domain recheck` starts a new round; checks of an old round are ignored.
     round: int = Field(default=1, ge=1, le=10_000)
-
 
     def idempotency_key(self) -> str:
         return f"domain#{self.hostname}#{self.round}#{self.attempt}"

@@ -22,7 +22,7 @@ def send(queue_url: str, message: JobMessage, *, delay_seconds: int = 0) -> str:
 
 
 def enqueue_variant_job(settings: Settings, *, image_id: str, owner: str) -> str | None:
-    """Queue variant generation; None when queues are disabled (the image keeps only its original)."""
+    """Queue variant generation; None when queues are off (the image keeps only its original)."""
     if not settings.enable_queues:
         return None
     job = VariantJob(imageId=image_id, owner=owner)
@@ -55,7 +55,12 @@ def enqueue_backup_job(
 
 
 def enqueue_domain_check(
-    settings: Settings, *, hostname: str, owner: str, attempt: int, round: int = 1,
+    settings: Settings,
+    *,
+    hostname: str,
+    owner: str,
+    attempt: int,
+    round: int = 1,
     delay_seconds: int = 0,
 ) -> str | None:
     if not settings.enable_queues:

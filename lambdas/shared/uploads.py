@@ -42,7 +42,7 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 )
 
 
-class UploadRejected(PermanentError):
+class UploadRejected(PermanentError):  # noqa: N818 - reads as what happened to the upload
     """The upload itself is unacceptable (empty, too large, a bad name)."""
 
 
@@ -115,12 +115,15 @@ def store_upload(
         # daily backup sync queues pending images, so nothing is lost.
         try:
             backup_message = enqueue_backup_job(
-                settings, image_id=record.image_id, owner=owner, action="upload",
+                settings,
+                image_id=record.image_id,
+                owner=owner,
+                action="upload",
                 requested_at=now,
             )
         except PermanentError:
             raise
-        except Exception:  # noqa: BLE001 - see the comment above
+        except Exception:
             backup_message = None
     return UploadResult(record, variant_message, backup_message)
 
@@ -130,5 +133,5 @@ def _roll_back(bucket: str, images: ImageRepository, record: ImageRecord) -> Non
         with aws_errors("roll back upload"):
             aws.s3().delete_object(Bucket=bucket, Key=record.original_key)
             images.delete(record)
-    except Exception:  # noqa: BLE001 - the original error is what the caller needs
+    except Exception:
         return

@@ -118,10 +118,13 @@ class QueueWorker(Generic[M]):
         def record_handler(record: SQSRecord) -> None:
             self._handle_record(record, settings, context)
 
-        return process_partial_response(  # type: ignore[no-any-return]
-            event=event, record_handler=record_handler, processor=processor,
+        response = process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=processor,
             context=context,  # type: ignore[arg-type]
         )
+        return dict(response)
 
     # -- one record --------------------------------------------------------------------
     def _handle_record(
@@ -172,7 +175,10 @@ class QueueWorker(Generic[M]):
                 process(job, job_context)
 
             self._runner = idempotent_function(
-                run, data_keyword_argument="key", persistence_store=persistence, config=config,
+                run,
+                data_keyword_argument="key",
+                persistence_store=persistence,
+                config=config,
                 key_prefix=f"pixflare.{self.name}",
             )
             self._runner_table = table
@@ -203,19 +209,21 @@ class QueueWorker(Generic[M]):
             # The DLQ refused it (too large with our attributes, say): let SQS's own
             # redrive move it after maxReceiveCount receives instead. Nothing is lost.
             metrics.add_metric(name="MessageRejected", unit=MetricUnit.Count, value=1)
-            logger.warning("invalid message; DLQ send refused, leaving it to the redrive policy",
-                           extra={"reason": reason})
+            logger.warning(
+                "invalid message; DLQ send refused, leaving it to the redrive policy",
+                extra={"reason": reason},
+            )
             raise TransientError(f"invalid message not moved: {reason}") from None
         metrics.add_metric(name="MessageRejected", unit=MetricUnit.Count, value=1)
-        logger.warning("invalid message sent to the DLQ", extra={"reason": reason,
-                                                                  "outcome": "rejected"})
+        logger.warning(
+            "invalid message sent to the DLQ", extra={"reason": reason, "outcome": "rejected"}
+        )
 
     def _give_up(self, job: M, err: PermanentError, job_context: JobContext) -> None:
         if self.on_permanent_failure is not None:
             self.on_permanent_failure(job, err, job_context)
         metrics.add_metric(name="JobFailedPermanently", unit=MetricUnit.Count, value=1)
-        logger.warning("job failed permanently", extra={"reason": str(err),
-                                                        "outcome": "failed"})
+        logger.warning("job failed permanently", extra={"reason": str(err), "outcome": "failed"})
 
     def _retry_later(
         self, record: SQSRecord, settings: Settings, err: Exception, receive_count: int
@@ -224,14 +232,18 @@ class QueueWorker(Generic[M]):
         metrics.add_metric(name="JobRetried", unit=MetricUnit.Count, value=1)
         logger.warning(
             "job failed, will retry",
-            extra={"reason": f"{type(err).__name__}: {err}", "outcome": "retry",
-                   "backoffSeconds": delay},
+            extra={
+                "reason": f"{type(err).__name__}: {err}",
+                "outcome": "retry",
+                "backoffSeconds": delay,
+            },
         )
         queue_url = settings.queue_url or _queue_url_from_arn(record.event_source_arn)
         try:
             with aws_errors("set backoff visibility"):
                 aws.sqs().change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=record.receipt_handle,
+                    QueueUrl=queue_url,
+                    ReceiptHandle=record.receipt_handle,
                     VisibilityTimeout=delay,
                 )
         except Exception as visibility_err:  # the record is retried either way

@@ -51,7 +51,9 @@ def recorder() -> Recorder:
 @pytest.fixture
 def variant_worker(recorder: Recorder) -> QueueWorker[VariantJob]:
     return QueueWorker(
-        name="test-variant", model=VariantJob, process=recorder.process,
+        name="test-variant",
+        model=VariantJob,
+        process=recorder.process,
         on_permanent_failure=recorder.on_permanent,
     )
 
@@ -78,7 +80,9 @@ def job_body(image_id: str) -> str:
 
 
 def test_mixed_batch_fails_only_the_transient_record(
-    env: Resources, variant_worker: QueueWorker[VariantJob], recorder: Recorder,
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
     visibility_changes: list[dict[str, Any]],
 ) -> None:
     # Given a batch with two good jobs, one transient, one permanent and one invalid message
@@ -102,7 +106,9 @@ def test_mixed_batch_fails_only_the_transient_record(
     assert response == {"batchItemFailures": [{"itemIdentifier": ids["transient"]}]}
     # and its visibility was set to the first backoff step
     assert [(c["VisibilityTimeout"]) for c in visibility_changes] == [30]
-    transient_handle = next(m["ReceiptHandle"] for m in messages if m["MessageId"] == ids["transient"])
+    transient_handle = next(
+        m["ReceiptHandle"] for m in messages if m["MessageId"] == ids["transient"]
+    )
     assert visibility_changes[0]["ReceiptHandle"] == transient_handle
     # and the invalid one is in the DLQ at once, with its reason
     dead = receive_all(env.dlq_urls["variant"])
@@ -110,14 +116,18 @@ def test_mixed_batch_fails_only_the_transient_record(
     assert dead[0]["Body"] == '{"v": 1, "imageId": "../../etc/passwd", "owner": "alice"}'
     reason = dead[0]["MessageAttributes"]["pixflare-reason"]["StringValue"]
     assert "imageId" in reason
-    assert dead[0]["MessageAttributes"]["pixflare-source-message-id"]["StringValue"] == ids["invalid"]
+    assert (
+        dead[0]["MessageAttributes"]["pixflare-source-message-id"]["StringValue"] == ids["invalid"]
+    )
     # and the permanent failure was recorded, not retried
     assert recorder.permanent == [(PERMANENT, "image record gone")]
     assert sorted(recorder.processed) == sorted([GOOD_1, TRANSIENT, PERMANENT, GOOD_2])
 
 
 def test_redelivered_job_is_done_once(
-    env: Resources, variant_worker: QueueWorker[VariantJob], recorder: Recorder,
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
 ) -> None:
     # Given the same job delivered twice (a duplicate send, or a redelivery after a lost ack)
     queue = env.queue_urls["variant"]
@@ -127,10 +137,12 @@ def test_redelivered_job_is_done_once(
     assert len(messages) == 2
 
     # When both are handled, in one batch and then again in another
-    first = variant_worker.handle(event_from_received(messages[:1], env.queue_arns["variant"]),
-                                  FakeLambdaContext())
-    second = variant_worker.handle(event_from_received(messages[1:], env.queue_arns["variant"]),
-                                   FakeLambdaContext())
+    first = variant_worker.handle(
+        event_from_received(messages[:1], env.queue_arns["variant"]), FakeLambdaContext()
+    )
+    second = variant_worker.handle(
+        event_from_received(messages[1:], env.queue_arns["variant"]), FakeLambdaContext()
+    )
 
     # Then the work ran once and both deliveries were acknowledged
     assert recorder.processed == [GOOD_1]
@@ -138,20 +150,25 @@ def test_redelivered_job_is_done_once(
 
 
 def test_transient_failure_is_retried_with_growing_backoff(
-    env: Resources, variant_worker: QueueWorker[VariantJob],
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
     visibility_changes: list[dict[str, Any]],
 ) -> None:
     from tests.support.events import sqs_event, sqs_record
 
-    records = [sqs_record(job_body(TRANSIENT), receive_count=n, queue_arn=env.queue_arns["variant"])
-               for n in (1, 2, 3, 4, 9)]
+    records = [
+        sqs_record(job_body(TRANSIENT), receive_count=n, queue_arn=env.queue_arns["variant"])
+        for n in (1, 2, 3, 4, 9)
+    ]
     for record in records:
         variant_worker.handle(sqs_event([record]), FakeLambdaContext())
     assert [c["VisibilityTimeout"] for c in visibility_changes] == [30, 60, 120, 240, 900]
 
 
 def test_failed_job_lands_in_dlq_after_three_receives(
-    env: Resources, variant_worker: QueueWorker[VariantJob], recorder: Recorder,
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Backoff of zero lets the test re-receive at once instead of waiting 30 s, 60 s, ...
@@ -177,12 +194,14 @@ def test_failed_job_lands_in_dlq_after_three_receives(
 
 
 def test_every_record_failing_still_returns_a_partial_response(
-    env: Resources, variant_worker: QueueWorker[VariantJob],
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
 ) -> None:
     from tests.support.events import sqs_event, sqs_record
 
-    records = [sqs_record(job_body(TRANSIENT), queue_arn=env.queue_arns["variant"])
-               for _ in range(2)]
+    records = [
+        sqs_record(job_body(TRANSIENT), queue_arn=env.queue_arns["variant"]) for _ in range(2)
+    ]
     response = variant_worker.handle(sqs_event(records), FakeLambdaContext())
     assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {
         r["messageId"] for r in records
@@ -190,7 +209,9 @@ def test_every_record_failing_still_returns_a_partial_response(
 
 
 def test_record_not_started_when_time_is_nearly_up(
-    env: Resources, variant_worker: QueueWorker[VariantJob], recorder: Recorder,
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
 ) -> None:
     from tests.support.events import sqs_event, sqs_record
 
@@ -201,7 +222,8 @@ def test_record_not_started_when_time_is_nearly_up(
 
 
 def test_unknown_exception_is_retried_not_lost(
-    env: Resources, recorder: Recorder,
+    env: Resources,
+    recorder: Recorder,
 ) -> None:
     from tests.support.events import sqs_event, sqs_record
 
@@ -220,7 +242,9 @@ def test_unknown_exception_is_retried_not_lost(
 
 
 def test_invalid_message_stays_when_dlq_unset(
-    aws: Resources, monkeypatch: pytest.MonkeyPatch, variant_worker: QueueWorker[VariantJob],
+    aws: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    variant_worker: QueueWorker[VariantJob],
 ) -> None:
     env = aws.env("variant")
     env.pop("DLQ_URL")

@@ -28,8 +28,15 @@ TABLES: dict[str, dict[str, Any]] = {
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
         "AttributeDefinitions": [
             {"AttributeName": n, "AttributeType": "S"}
-            for n in ("pk", "owner", "created_at", "deleted_pk", "deleted_at",
-                      "backup_state", "backup_state_at")
+            for n in (
+                "pk",
+                "owner",
+                "created_at",
+                "deleted_pk",
+                "deleted_at",
+                "backup_state",
+                "backup_state_at",
+            )
         ],
         "GlobalSecondaryIndexes": [
             _gsi("by-owner", "owner", "created_at"),
@@ -45,13 +52,17 @@ TABLES: dict[str, dict[str, Any]] = {
         "GlobalSecondaryIndexes": [_gsi("by-owner", "owner", "created_at")],
     },
     "stats": {
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
-                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
         "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
     },
     "destinations": {
         "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("owner", "kind")],
+        "AttributeDefinitions": [
+            {"AttributeName": n, "AttributeType": "S"} for n in ("owner", "kind")
+        ],
         "GlobalSecondaryIndexes": [_gsi("all-destinations", "kind", "owner")],
     },
     "idempotency": {
@@ -105,7 +116,8 @@ def create_resources(max_receive_count: int = 3) -> Resources:
     for name, visibility in QUEUES.items():
         dlq_url = sqs.create_queue(QueueName=f"pixflare-{name}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
+            "Attributes"
+        ]["QueueArn"]
         url = sqs.create_queue(
             QueueName=f"pixflare-{name}",
             Attributes={
@@ -118,7 +130,8 @@ def create_resources(max_receive_count: int = 3) -> Resources:
         res.queue_urls[name] = url
         res.dlq_urls[name] = dlq_url
         res.queue_arns[name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
+            "Attributes"
+        ]["QueueArn"]
     kms = boto3.client("kms", region_name=REGION)
     res.kms_key_id = kms.create_key(Description="pixflare backups")["KeyMetadata"]["KeyId"]
     return res
@@ -130,8 +143,11 @@ def receive_all(queue_url: str, *, max_messages: int = 10, wait: int = 0) -> lis
     out: list[dict[str, Any]] = []
     for _ in range(10):
         got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=min(10, max_messages - len(out)),
-            AttributeNames=["All"], MessageAttributeNames=["All"], WaitTimeSeconds=wait,
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, max_messages - len(out)),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=wait,
         ).get("Messages", [])
         out.extend(got)
         if not got or len(out) >= max_messages:
