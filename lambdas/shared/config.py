@@ -28,6 +28,7 @@ ENV_FIELDS: dict[str, str] = {
     "DOMAIN_MAX_CHECKS": "domain_max_checks",
     "CUSTOM_DOMAIN_FALLBACK_CNAME": "custom_domain_fallback_cname",
     "PIXFLARE_DNS_NAMESERVERS": "dns_nameservers",
+    "PIXFLARE_OWN_DOMAINS": "own_domains",
     "CUSTOM_DOMAIN_PROVIDER": "custom_domain_provider",
     "CLOUDFLARE_API_BASE": "cloudflare_api_base",
     "CLOUDFLARE_ZONE_ID": "cloudflare_zone_id",
@@ -71,6 +72,8 @@ class Settings(BaseModel):
     domain_max_checks: int = Field(default=40, ge=1)
     custom_domain_fallback_cname: str = ""
     dns_nameservers: tuple[str, ...] = ()
+    # Domains users may not claim as custom domains (besides the fallback CNAME's own).
+    own_domains: tuple[str, ...] = ()
     custom_domain_provider: Literal["dns-only", "cloudflare"] = "dns-only"
     cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
     cloudflare_zone_id: str = ""
@@ -108,6 +111,13 @@ class Settings(BaseModel):
     @field_validator("dns_nameservers", mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("own_domains", mode="before")
+    @classmethod
+    def _parse_own_domains(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
