@@ -6,9 +6,11 @@ local stack change the environment and call :func:`reset_settings`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -141,10 +143,36 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"invalid settings: {problems}") from None
 
 
+# Set only by the embedded local stack, which runs several functions in one process:
+# each handler call sees its own function's environment. Unset on AWS.
+_SETTINGS_OVERRIDE: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(
+    "pixflare_settings_override", default=None
+)
+
+
 @functools.cache
-def load_settings() -> Settings:
+def _process_settings() -> Settings:
     return settings_from_env(os.environ)
 
 
+def load_settings() -> Settings:
+    override = _SETTINGS_OVERRIDE.get()
+    return override if override is not None else _process_settings()
+
+
+# Kept so callers that clear the cache directly keep working.
+load_settings.cache_clear = _process_settings.cache_clear  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def settings_override(settings: Settings) -> Iterator[Settings]:
+    """Within this block (this thread / context only), load_settings() returns ``settings``."""
+    token = _SETTINGS_OVERRIDE.set(settings)
+    try:
+        yield settings
+    finally:
+        _SETTINGS_OVERRIDE.reset(token)
+
+
 def reset_settings() -> None:
-    load_settings.cache_clear()
+    _process_settings.cache_clear()
