@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""CDK entry point (cdk.json: ``python3 app.py``).
+
+Run by the CDK CLI with the project's virtualenv active, or with any python3:
+when aws_cdk is not importable, this re-runs itself with ``.venv/bin/python``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+try:
+    import aws_cdk  # noqa: F401
+except ImportError:
+    venv_python = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
+    if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve():
+        os.execv(str(venv_python), [str(venv_python), *sys.argv])  # noqa: S606
+    raise SystemExit(
+        "aws-cdk-lib is not installed: run `make test` once, or `pip install -e .[infra]`"
+    ) from None
+
+from infra.synth import build_app
+
+app, _stack = build_app()
+app.synth()

@@ -1,0 +1,214 @@
+"""The Pixflare jobs stack: a thin composition of the constructs.
+
+Permissions are granted here, function by function, with ``grant_*`` only, so
+each role's reach can be read in one place (docs/internals.md, "Functions").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra import config, nag
+from infra.constructs.layers import Layers, function_code
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queue_worker import QueueWorker
+from infra.constructs.schedules import Schedules
+from infra.constructs.storage import Storage
+
+
+class PixflareJobsStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: config.AppSettings,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        runtime_env = settings.runtime_env()
+
+        storage = Storage(self, "Storage")
+        self.storage = storage
+        layers = Layers(self, "Layers")
+        code = function_code()
+        bucket = storage.bucket
+        tables = {spec.key: storage.tables[spec.key] for spec in config.TABLES}
+        table_env = {spec.env: tables[spec.key].table_name for spec in config.TABLES}
+
+        def env(*names: str, **extra: str) -> dict[str, str]:
+            known = {
+                config.ENV_IMAGES_BUCKET: bucket.bucket_name,
+                config.ENV_BACKUP_KMS_KEY_ID: storage.backup_key.key_id,
+                **table_env,
+            }
+            return {**{name: known[name] for name in names}, **extra}
+
+        self.workers: dict[str, QueueWorker] = {}
+        if settings.enable_queues:
+            variant = QueueWorker(
+                self,
+                "Variant",
+                spec=config.VARIANT,
+                code=code,
+                layers=[layers.deps, layers.pillow],
+                environment=env(
+                    "IMAGES_BUCKET",
+                    "IMAGES_TABLE",
+                    "IDEMPOTENCY_TABLE",
+                    **runtime_env[config.VARIANT.key],
+                ),
+            )
+            backup = QueueWorker(
+                self,
+                "Backup",
+                spec=config.BACKUP,
+                code=code,
+                layers=[layers.deps],
+                environment=env(
+                    "IMAGES_BUCKET",
+                    "IMAGES_TABLE",
+                    "DESTINATIONS_TABLE",
+                    "IDEMPOTENCY_TABLE",
+                    "BACKUP_KMS_KEY_ID",
+                    **runtime_env[config.BACKUP.key],
+                ),
+            )
+            domain = QueueWorker(
+                self,
+                "Domain",
+                spec=config.DOMAIN,
+                code=code,
+                layers=[layers.deps],
+                environment=env(
+                    "DOMAINS_TABLE", "IDEMPOTENCY_TABLE", **runtime_env[config.DOMAIN.key]
+                ),
+            )
+            self.workers = {w.spec.key: w for w in (variant, backup, domain)}
+
+            # variant: read originals, write variants; its image record; AI labels.
+            bucket.grant_read(variant.function)
+            nag.bucket_read(variant.function, bucket)
+            bucket.grant_put(variant.function)
+            nag.bucket_put(variant.function, bucket)
+            storage.images_table.grant_read_write_data(variant.function)
+            nag.table_indexes(variant.function, storage.images_table)
+            storage.idempotency_table.grant_read_write_data(variant.function)
+            if settings.enable_ai_classification:
+                # DetectLabels on image bytes has no resource to scope to.
+                iam.Grant.add_to_principal(
+                    grantee=variant.function,
+                    actions=["rekognition:DetectLabels"],
+                    resource_arns=["*"],
+                )
+                nag.rekognition(variant.function)
+
+            # backup: read-only on the bucket; destinations and their wrapped credentials.
+            bucket.grant_read(backup.function)
+            nag.bucket_read(backup.function, bucket)
+            storage.images_table.grant_read_write_data(backup.function)
+            nag.table_indexes(backup.function, storage.images_table)
+            storage.destinations_table.grant_read_data(backup.function)
+            nag.table_indexes(backup.function, storage.destinations_table)
+            storage.idempotency_table.grant_read_write_data(backup.function)
+            # Decrypt credentials; GenerateDataKey for client-side encrypted backups.
+            storage.backup_key.grant_encrypt_decrypt(backup.function)
+            nag.kms_encrypt_decrypt(backup.function)
+
+            # domain: no S3; its table; re-checks go back on its own queue.
+            storage.domains_table.grant_read_write_data(domain.function)
+            nag.table_indexes(domain.function, storage.domains_table)
+            storage.idempotency_table.grant_read_write_data(domain.function)
+            domain.queue.grant_send_messages(domain.function)
+            if settings.uses_cloudflare:
+                secret = self._cloudflare_secret()
+                secret.grant_read(domain.function)
+                domain.function.add_environment(config.ENV_CLOUDFLARE_SECRET_ARN, secret.secret_arn)
+
+        cron_env = env(
+            "IMAGES_BUCKET",
+            "IMAGES_TABLE",
+            "STATS_TABLE",
+            "DESTINATIONS_TABLE",
+            "BACKUP_KMS_KEY_ID",
+            **runtime_env[config.CRON.key],
+        )
+        if settings.enable_queues:
+            cron_env[config.BACKUP.queue_url_env] = self.workers["backup"].queue.queue_url
+        schedules = Schedules(
+            self,
+            "Schedules",
+            settings=settings,
+            code=code,
+            layers=[layers.deps],
+            environment=cron_env,
+        )
+        self.schedules = schedules
+        cron = schedules.function
+        bucket.grant_read(cron)
+        nag.bucket_read(cron, bucket)
+        bucket.grant_delete(cron)
+        nag.bucket_delete(cron, bucket)
+        storage.images_table.grant_read_write_data(cron)
+        nag.table_indexes(cron, storage.images_table)
+        storage.stats_table.grant_read_write_data(cron)
+        storage.destinations_table.grant_read_data(cron)
+        nag.table_indexes(cron, storage.destinations_table)
+        storage.backup_key.grant_decrypt(cron)
+        if settings.enable_queues:
+            self.workers["backup"].queue.grant_send_messages(cron)
+
+        Monitoring(
+            self,
+            "Monitoring",
+            workers=[*self.workers.values(), schedules.worker],
+            extra_dlqs=[("EventsDlq", schedules.events_dlq)],
+            alarm_email=settings.alarm_email,
+        )
+        nag.events_dlq(schedules.events_dlq)
+        for fn in self.functions.values():
+            nag.function_baseline(fn)
+        self._outputs(storage, schedules)
+
+    def _cloudflare_secret(self) -> secretsmanager.ISecret:
+        if self.settings.cloudflare_api_token_secret_arn:
+            return secretsmanager.Secret.from_secret_complete_arn(
+                self, "CloudflareToken", self.settings.cloudflare_api_token_secret_arn
+            )
+        secret = secretsmanager.Secret(
+            self,
+            "CloudflareToken",
+            description="Pixflare: Cloudflare API token (Custom Hostnames edit on the zone); "
+            "put the token here after the first deploy",
+        )
+        nag.secret_rotation(secret)
+        return secret
+
+    def _outputs(self, storage: Storage, schedules: Schedules) -> None:
+        outputs: dict[str, str] = {
+            config.OUTPUT_BUCKET: storage.bucket.bucket_name,
+            config.OUTPUT_BACKUP_KEY: storage.backup_key.key_id,
+            config.OUTPUT_CRON_QUEUE: schedules.worker.queue.queue_url,
+            config.OUTPUT_CRON_FUNCTION: schedules.function.function_name,
+        }
+        for spec in config.TABLES:
+            outputs[spec.output] = storage.tables[spec.key].table_name
+        for worker in self.workers.values():
+            prefix = worker.spec.output_prefix
+            outputs[f"{prefix}QueueUrl"] = worker.queue.queue_url
+            outputs[f"{prefix}DlqUrl"] = worker.dlq.queue_url
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+
+    @property
+    def functions(self) -> dict[str, lambda_.Function]:
+        found = {key: worker.function for key, worker in self.workers.items()}
+        found[config.CRON.key] = self.schedules.function
+        return found

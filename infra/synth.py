@@ -1,0 +1,190 @@
+"""Build and synthesize the CDK app in-process.
+
+- :func:`build_app` is what ``app.py`` (and so ``cdk synth``) runs.
+- :func:`synth_template` returns the stack's template as a dict, for the tests and
+  the embedded local stack; :func:`nag_findings` returns what cdk-nag and the
+  CDK annotations reported. Both synthesize each distinct context once per process.
+- ``python -m infra.synth [-c key=value ...]`` writes ``cdk.out`` and prints the
+  template's path (context from cdk.json, then ``-c``), exiting 1 on findings.
+
+No AWS calls happen at synth time: the stack is environment-agnostic and uses no
+lookups; layers are built by pip (cached under layers/build/).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+import aws_cdk as cdk  # after the jsii environment is set
+from cdk_nag import AwsSolutionsChecks
+
+from infra import config
+from infra.stack import PixflareJobsStack
+
+ROOT = Path(__file__).resolve().parent.parent
+DISABLE_ASSET_STAGING = "aws:cdk:disable-asset-staging"
+REPORT_FILE = "validation-report.json"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cdk-nag violation or CDK annotation (error/warning) left unacknowledged."""
+
+    source: str  # "AwsSolutions" or "annotation"
+    rule: str
+    severity: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.rule} at {self.path}: {self.message[:160]}"
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    template: dict[str, Any]
+    findings: tuple[Finding, ...]
+
+
+def build_app(
+    context: Mapping[str, Any] | None = None,
+    *,
+    outdir: str | None = None,
+    analytics_reporting: bool | None = None,
+) -> tuple[cdk.App, PixflareJobsStack]:
+    """The app with its one stack and the AwsSolutions checks.
+
+    With ``context=None`` the App reads the CDK CLI's context (cdk.json and ``-c``).
+    """
+    app = cdk.App(
+        context=dict(context) if context is not None else None,
+        outdir=outdir,
+        analytics_reporting=analytics_reporting,
+    )
+    settings = config.AppSettings.from_context(
+        {key: app.node.try_get_context(key) for key in config.CONTEXT_DEFAULTS}
+    )
+    stack = PixflareJobsStack(
+        app,
+        config.STACK_NAME,
+        settings=settings,
+        description="Pixflare background jobs: SQS workers, daily jobs, storage",
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app, stack
+
+
+def _synth_into(app: cdk.App) -> None:
+    try:
+        app.synth()
+    except RuntimeError as exc:  # jsii raises the validation failure as RuntimeError
+        if "Validation failed" not in str(exc):
+            raise
+
+
+def _read_findings(outdir: Path) -> list[Finding]:
+    findings: list[Finding] = []
+    report = outdir / REPORT_FILE
+    if report.is_file():
+        for plugin in json.loads(report.read_text()).get("pluginReports", []):
+            for violation in plugin.get("violations", []):
+                for construct in violation.get("violatingConstructs", []):
+                    findings.append(
+                        Finding(
+                            source=plugin.get("pluginName", ""),
+                            rule=violation.get("ruleName", ""),
+                            severity=violation.get("severity", ""),
+                            path=construct.get("constructPath", ""),
+                            message=violation.get("description", ""),
+                        )
+                    )
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    for artifact in manifest.get("artifacts", {}).values():
+        for path, entries in artifact.get("metadata", {}).items():
+            for entry in entries:
+                kind = entry.get("type", "")
+                if kind in ("aws:cdk:error", "aws:cdk:warning"):
+                    findings.append(
+                        Finding(
+                            source="annotation",
+                            rule=kind,
+                            severity=kind.rsplit(":", 1)[-1],
+                            path=path,
+                            message=str(entry.get("data", "")),
+                        )
+                    )
+    return findings
+
+
+@functools.lru_cache(maxsize=8)
+def _synthesize(context_json: str) -> SynthResult:
+    context = {**json.loads(context_json), DISABLE_ASSET_STAGING: True}
+    with tempfile.TemporaryDirectory(prefix="pixflare-synth-") as tmp:
+        app, stack = build_app(context, outdir=tmp, analytics_reporting=False)
+        _synth_into(app)
+        out = Path(tmp)
+        template = json.loads((out / stack.template_file).read_text())
+        return SynthResult(template=template, findings=tuple(_read_findings(out)))
+
+
+def synthesize(context: Mapping[str, Any] | None = None) -> SynthResult:
+    result = _synthesize(json.dumps(dict(context or {}), sort_keys=True))
+    return SynthResult(template=copy.deepcopy(result.template), findings=result.findings)
+
+
+def synth_template(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The stack's CloudFormation template for this context, as a dict."""
+    return synthesize(context).template
+
+
+def nag_findings(context: Mapping[str, Any] | None = None) -> list[Finding]:
+    """Unacknowledged cdk-nag findings and CDK error/warning annotations."""
+    return list(synthesize(context).findings)
+
+
+def _parse_context_args(argv: Sequence[str]) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-c", "--context") and args:
+            arg = args.pop(0)
+        elif arg.startswith("--context="):
+            arg = arg.split("=", 1)[1]
+        else:
+            raise SystemExit(f"usage: python -m infra.synth [-c key=value ...] (got {arg!r})")
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise SystemExit(f"context must be key=value, got {arg!r}")
+        context[key] = value
+    return context
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cdk_json = json.loads((ROOT / "cdk.json").read_text())
+    args = sys.argv[1:] if argv is None else argv
+    context = {**cdk_json.get("context", {}), **_parse_context_args(args)}
+    outdir = ROOT / "cdk.out"
+    (outdir / REPORT_FILE).unlink(missing_ok=True)
+    app, stack = build_app(context, outdir=str(outdir))
+    _synth_into(app)
+    findings = _read_findings(outdir)
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    print(outdir / stack.template_file)
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
