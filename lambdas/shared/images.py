@@ -76,6 +76,8 @@ class ImageRecord(BaseModel):
     variants_status: VariantsStatus = "pending"
     variants_ready: list[str] = Field(default_factory=list)
     variants: dict[str, VariantInfo] = Field(default_factory=dict)
+    # The original (its ETag, or sha256) the stored variants were rendered from.
+    variants_source: str | None = None
     error: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     backup_status: BackupStatus = "none"
