@@ -1,0 +1,288 @@
+"""One variant job: from "an original is stored and recorded" to "its variants are ready".
+
+Two stages, each recorded on the image record before the next starts, so a retry
+resumes where the last delivery stopped:
+
+1. variants: GetItem the record, GetObject the original, render the eight variants
+   (the pure engine), PutObject each at ``{owner}/{album}/{filename}/{variant}``,
+   then one conditional UpdateItem marks the record ``ready`` for that original.
+   A record already ready for the same original skips this stage.
+2. AI (only with ENABLE_AI_CLASSIFICATION): Rekognition labels stored as ``ai``. A
+   transient failure retries the job, which finds the variants ready and runs only
+   this stage again; a permanent one is recorded as ``ai.error``, variants untouched.
+
+Every write is idempotent: keys are deterministic (a re-run overwrites identically)
+and record updates are conditional on the record existing and not being deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas.shared import aws
+from lambdas.shared.config import Settings
+from lambdas.shared.errors import (
+    ConditionFailedError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    aws_errors,
+)
+from lambdas.shared.images import ImageRecord, ImageRepository, iso, utcnow
+from lambdas.shared.keys import VARIANT_NAMES
+from lambdas.shared.messages import VariantJob
+from lambdas.shared.observability import logger
+from lambdas.shared.uploads import MAX_UPLOAD_BYTES
+from lambdas.shared.worker import JobContext
+from lambdas.variant import ai
+from lambdas.variant.engine import ImageRejected, Rendition, render_variants
+
+VARIANT_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# No original can legitimately be larger than the largest upload.
+MAX_ORIGINAL_BYTES = MAX_UPLOAD_BYTES
+# Time a stage needs to finish once started; with less left, the job is retried
+# later rather than cut off half-way by the function timeout.
+VARIANTS_MIN_REMAINING_MS = 10_000
+AI_MIN_REMAINING_MS = 4_000
+STORE_THREADS = 4
+ERROR_TEXT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Original:
+    data: bytes
+    source: str  # the ETag of the object read (or its sha256), recorded as variants_source
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    variants: str  # rendered | already-ready | skipped-deleted | record-deleted
+    ai: str  # off | labelled | failed | already-done | skipped
+
+
+def original_source(record: ImageRecord) -> str:
+    """What identifies the record's current original: its ETag, else its sha256."""
+    if record.original_etag:
+        return record.original_etag
+    return f"sha256:{record.sha256}" if record.sha256 else ""
+
+
+def variants_ready_for_original(record: ImageRecord) -> bool:
+    source = original_source(record)
+    return (
+        record.variants_status == "ready"
+        and bool(source)
+        and record.variants_source == source
+        and set(VARIANT_NAMES) <= set(record.variants_ready)
+    )
+
+
+def variant_record_fields(
+    record: ImageRecord,
+    renditions: dict[str, Rendition],
+    *,
+    source: str,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The SET fields that mark ``record`` ready with these renditions."""
+    return {
+        "variants_status": "ready",
+        "variants_ready": list(VARIANT_NAMES),
+        "variants": {
+            name: {
+                "key": record.path.variant_key(name),
+                "width": renditions[name].width,
+                "height": renditions[name].height,
+                "bytes": len(renditions[name].data),
+                "content_type": renditions[name].content_type,
+            }
+            for name in VARIANT_NAMES
+        },
+        "timings": timings,
+        "variants_source": source,
+    }
+
+
+def _require_time(ctx: JobContext, needed_ms: int, stage: str) -> None:
+    if ctx.remaining_ms() < needed_ms:
+        raise TransientError(f"too little time left to start the {stage} stage")
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+def fetch_original(settings: Settings, record: ImageRecord) -> Original:
+    """GetObject the original, refusing one over MAX_ORIGINAL_BYTES before reading it."""
+    bucket = record.bucket or settings.require("images_bucket")
+    key = record.original_key
+    with aws_errors(f"get original {key}"):
+        response = aws.s3().get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        try:
+            declared = int(response.get("ContentLength", 0))
+            if declared > MAX_ORIGINAL_BYTES:
+                raise PermanentError(
+                    f"the original is {declared} bytes, over the {MAX_ORIGINAL_BYTES} limit"
+                )
+            # Read one byte past the limit so a body longer than declared is caught too.
+            data = body.read(MAX_ORIGINAL_BYTES + 1)
+        finally:
+            body.close()
+    if len(data) > MAX_ORIGINAL_BYTES:
+        raise PermanentError(f"the original is over the {MAX_ORIGINAL_BYTES} byte limit")
+    etag = str(response.get("ETag", "")).strip('"')
+    return Original(data, etag or original_source(record))
+
+
+def _put_variant(bucket: str, key: str, rendition: Rendition, image_id: str) -> None:
+    with aws_errors(f"put variant {key}"):
+        aws.s3().put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=rendition.data,
+            ContentType=rendition.content_type,
+            CacheControl=VARIANT_CACHE_CONTROL,
+            Metadata={"image-id": image_id},
+        )
+
+
+def store_variants(bucket: str, record: ImageRecord, renditions: dict[str, Rendition]) -> None:
+    """PutObject every rendition (a few at a time); the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
+        futures = [
+            pool.submit(
+                _put_variant,
+                bucket,
+                record.path.variant_key(name),
+                renditions[name],
+                record.image_id,
+            )
+            for name in VARIANT_NAMES
+        ]
+        for future in futures:
+            future.result()
+
+
+def render_and_record(
+    settings: Settings,
+    images: ImageRepository,
+    record: ImageRecord,
+    original: Original,
+    fetch_ms: float,
+) -> ImageRecord | None:
+    """Stage 1. Returns the updated record, or None when it was deleted meanwhile."""
+    start = time.perf_counter()
+    try:
+        renditions = render_variants(original.data, max_pixels=settings.max_image_pixels)
+    except ImageRejected as err:
+        raise PermanentError(err.reason) from None
+    render_ms = _elapsed_ms(start)
+
+    start = time.perf_counter()
+    store_variants(record.bucket or settings.require("images_bucket"), record, renditions)
+    store_ms = _elapsed_ms(start)
+
+    timings = {"fetch_ms": fetch_ms, "render_ms": render_ms, "store_ms": store_ms}
+    fields = variant_record_fields(record, renditions, source=original.source, timings=timings)
+    try:
+        # ai describes the original the variants came from: a fresh render starts it over.
+        updated = images.update(
+            record.image_id,
+            fields,
+            ["error", "ai"],
+            condition="attribute_not_exists(deleted_at)",
+            return_new=True,
+        )
+    except ConditionFailedError:
+        # Deleted (or removed) while rendering: the daily cleanup removes its objects.
+        logger.info("image deleted while its variants were made; not recorded")
+        return None
+    logger.info("variants stored", extra={"timings": timings})
+    return updated
+
+
+def run_ai_stage(
+    settings: Settings,
+    images: ImageRepository,
+    record: ImageRecord,
+    original: Original | None,
+) -> str:
+    """Stage 2. TransientError propagates (the job is retried and resumes here)."""
+    at = iso(utcnow())
+    try:
+        if original is None:
+            original = fetch_original(settings, record)
+        value = ai.classify(settings, original.data, at=at)
+        outcome = "labelled"
+    except PermanentError as err:
+        logger.warning("image labelling failed for good", extra={"reason": str(err)})
+        value = ai.ai_failure(str(err), at=at)
+        outcome = "failed"
+    try:
+        images.update(
+            record.image_id,
+            {"ai": value},
+            condition="attribute_not_exists(deleted_at) AND #vs = :ready",
+            condition_names={"#vs": "variants_status"},
+            condition_values={":ready": "ready"},
+        )
+    except ConditionFailedError:
+        logger.info("image deleted or no longer ready; labels not recorded")
+        return "skipped"
+    return outcome
+
+
+def process_variant_job(job: VariantJob, ctx: JobContext) -> JobOutcome:
+    settings = ctx.settings
+    images = ImageRepository(settings.require("images_table"))
+    record = images.get(job.image_id)
+    if record is None:
+        raise NotFoundError(f"image {job.image_id} has no record")
+    if record.owner != job.owner:
+        raise PermanentError(f"image {job.image_id} does not belong to {job.owner}")
+    if record.deleted_at:
+        logger.info("image is deleted; nothing to do")
+        return JobOutcome("skipped-deleted", "skipped")
+
+    original: Original | None = None
+    if variants_ready_for_original(record):
+        variants_outcome = "already-ready"
+    else:
+        _require_time(ctx, VARIANTS_MIN_REMAINING_MS, "variants")
+        start = time.perf_counter()
+        original = fetch_original(settings, record)
+        updated = render_and_record(settings, images, record, original, _elapsed_ms(start))
+        if updated is None:
+            return JobOutcome("record-deleted", "skipped")
+        record, variants_outcome = updated, "rendered"
+
+    if not settings.enable_ai_classification:
+        ai_outcome = "off"
+    elif record.ai is not None:
+        ai_outcome = "already-done"
+    else:
+        _require_time(ctx, AI_MIN_REMAINING_MS, "AI")
+        ai_outcome = run_ai_stage(settings, images, record, original)
+    outcome = JobOutcome(variants_outcome, ai_outcome)
+    logger.info("variant job finished", extra={"variants": outcome.variants, "ai": outcome.ai})
+    return outcome
+
+
+def record_variant_failure(job: VariantJob, err: PermanentError, ctx: JobContext) -> None:
+    """The permanent-failure hook: the record shows ``failed`` and why."""
+    images = ImageRepository(ctx.settings.require("images_table"))
+    try:
+        images.update(
+            job.image_id,
+            {"variants_status": "failed", "error": str(err)[:ERROR_TEXT_LIMIT]},
+            # Only the image this job names, for the owner it names.
+            condition="#owner = :owner",
+            condition_names={"#owner": "owner"},
+            condition_values={":owner": job.owner},
+        )
+    except ConditionFailedError:
+        logger.warning("no record to mark failed", extra={"reason": str(err)})
