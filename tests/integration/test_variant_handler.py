@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -29,7 +28,9 @@ ALBUM = "trip"
 INVALID_IMAGE_FORMAT = ("InvalidImageFormatException", 400, "Request has invalid image format")
 
 
-def jpeg(width: int = 320, height: int = 200, colour: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+def jpeg(
+    width: int = 320, height: int = 200, colour: tuple[int, int, int] = (200, 80, 40)
+) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(out, "JPEG", quality=90)
     return out.getvalue()
@@ -57,7 +58,7 @@ def images(env: Resources) -> ImageRepository:
 
 
 @pytest.fixture
-def variant_puts() -> Iterator[list[str]]:
+def variant_puts(env: Resources) -> list[str]:
     """Keys of every PutObject the handler makes for a variant (uploads' originals excluded)."""
     keys: list[str] = []
 
@@ -66,7 +67,7 @@ def variant_puts() -> Iterator[list[str]]:
             keys.append(params["Key"])
 
     aws.s3().meta.events.register("provide-client-params.s3.PutObject", hook)
-    yield keys
+    return keys
 
 
 def upload(data: bytes, filename: str) -> ImageRecord:
@@ -178,7 +179,8 @@ def test_transient_s3_failure_retries_only_that_record(
 
     # Then only that record is reported for retry, and its image stays pending
     assert plan.injected["s3.GetObject"] == 1
-    assert response == {"batchItemFailures": [{"itemIdentifier": message_for(messages, slow.image_id)}]}
+    slow_message = message_for(messages, slow.image_id)
+    assert response == {"batchItemFailures": [{"itemIdentifier": slow_message}]}
     slow_record = images.get(slow.image_id)
     assert slow_record is not None
     assert slow_record.variants_status == "pending"
