@@ -1,0 +1,235 @@
+"""Cleanup (01:00 UTC): delete expired soft-deletes, then remove orphaned objects.
+
+Phase ``expired``: images soft-deleted more than SOFT_DELETE_RETENTION_DAYS
+before ``now``, found through the sparse by-deleted index a page at a time. For
+each page, in this order, every step idempotent:
+
+1. every object of every image (DeleteObjects, up to 1000 keys a call, across images);
+2. a backup delete for images whose owner has a destination and whose backup may
+   exist (its requestedAt is the soft-delete time, so a re-sent job is the same job);
+3. the records and their path claims, in one transaction.
+
+A crash after 1 or 2 leaves the records in the index, so the next run repeats the
+page; deleting an absent object or re-sending the same backup job does no harm.
+
+Phase ``orphans``: the bucket listed in key order, a page at a time. An object is
+an orphan when its key parses as an image object and no path claim exists for its
+prefix; orphans older than the grace period are deleted, younger ones (an upload
+may be in flight) and keys that are not image keys are left alone and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from lambdas.cron.batch import (
+    delete_objects,
+    enqueue_backup_jobs,
+    owners_with_destination,
+)
+from lambdas.cron.runner import JobName, StepResult
+from lambdas.shared import aws
+from lambdas.shared.config import Settings
+from lambdas.shared.dynamo import serialize
+from lambdas.shared.errors import PermanentError, aws_errors
+from lambdas.shared.images import ImageRecord, ImageRepository, claim_pk, image_pk, iso
+from lambdas.shared.keys import ImagePath, InvalidNameError, parse_key
+from lambdas.shared.messages import BackupJob
+
+# 50 images x 9 keys fit one DeleteObjects call; 50 records + 50 claims fit one
+# transaction (DynamoDB allows 100 actions).
+EXPIRED_PAGE_SIZE = 50
+LIST_PAGE_SIZE = 1000
+ORPHAN_GRACE = timedelta(hours=24)
+# A backup may exist at the destination in these states (none / deleted: nothing to remove).
+BACKED_UP_STATUSES = frozenset({"synced", "pending", "failed"})
+
+
+# -- pure decisions -----------------------------------------------------------------------
+def retention_cutoff(now: datetime, retention_days: int) -> str:
+    """Images soft-deleted before this (ISO, sortable) are due."""
+    return iso(now - timedelta(days=retention_days))
+
+
+def image_object_keys(record: ImageRecord) -> list[str]:
+    """Every key the image may have: the fixed layout plus any variant the record lists."""
+    prefix = record.path.prefix
+    keys = set(record.path.all_keys())
+    keys.add(record.original_key)
+    keys.update(info.key for info in record.variants.values())
+    # Only this image's own prefix: a corrupt record must never point the job elsewhere.
+    return sorted(key for key in keys if key.startswith(prefix))
+
+
+def backup_delete_jobs(
+    records: Iterable[ImageRecord], owners_with_destination: set[str]
+) -> list[BackupJob]:
+    jobs = []
+    for record in records:
+        if record.backup_status not in BACKED_UP_STATUSES:
+            continue
+        if record.owner not in owners_with_destination:
+            continue
+        jobs.append(
+            BackupJob.model_validate(
+                {
+                    "imageId": record.image_id,
+                    "owner": record.owner,
+                    "action": "delete",
+                    "album": record.album,
+                    "filename": record.filename,
+                    # Deterministic: a re-run after a crash sends the same job, not a new one.
+                    "requestedAt": record.deleted_at or record.updated_at or record.created_at,
+                }
+            )
+        )
+    return jobs
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    last_modified: datetime
+
+
+@dataclass
+class OrphanPlan:
+    delete: list[str] = field(default_factory=list)
+    kept_young: int = 0
+    unrecognised: int = 0
+    claimed: int = 0
+
+
+def parse_listing(
+    objects: Iterable[ListedObject],
+) -> tuple[list[tuple[ListedObject, ImagePath]], int]:
+    """Objects with an image key (and their path), and how many keys are not image keys."""
+    parsed = []
+    unrecognised = 0
+    for obj in objects:
+        try:
+            path, _leaf = parse_key(obj.key)
+        except InvalidNameError:
+            unrecognised += 1
+            continue
+        parsed.append((obj, path))
+    return parsed, unrecognised
+
+
+def plan_orphans(
+    parsed: Sequence[tuple[ListedObject, ImagePath]],
+    claimed: Iterable[str],
+    *,
+    now: datetime,
+    grace: timedelta = ORPHAN_GRACE,
+) -> OrphanPlan:
+    claims = set(claimed)
+    plan = OrphanPlan()
+    for obj, path in parsed:
+        if path.claim in claims:
+            plan.claimed += 1
+        elif now - obj.last_modified < grace:
+            plan.kept_young += 1
+        else:
+            plan.delete.append(obj.key)
+    return plan
+
+
+# -- the job --------------------------------------------------------------------------------
+Phase = Literal["expired", "orphans"]
+
+
+class CleanupJob:
+    name: JobName = "cleanup"
+
+    def __init__(
+        self,
+        settings: Settings,
+        now: datetime,
+        *,
+        expired_page_size: int = EXPIRED_PAGE_SIZE,
+        list_page_size: int = LIST_PAGE_SIZE,
+        grace: timedelta = ORPHAN_GRACE,
+    ) -> None:
+        self.settings = settings
+        self.now = now
+        self.bucket = settings.require("images_bucket")
+        self.images = ImageRepository(settings.require("images_table"))
+        self.expired_page_size = min(expired_page_size, EXPIRED_PAGE_SIZE)
+        self.list_page_size = list_page_size
+        self.grace = grace
+
+    def step(self, cursor: Mapping[str, Any]) -> StepResult:
+        phase = cursor.get("phase", "expired")
+        if phase == "expired":
+            return self.expired_step(cursor.get("start"))
+        if phase == "orphans":
+            return self.orphan_step(cursor.get("after"))
+        raise PermanentError(f"unknown cleanup phase {phase!r}")
+
+    # -- expired soft-deletes ---------------------------------------------------------------
+    def expired_step(self, start_key: Mapping[str, Any] | None) -> StepResult:
+        cutoff = retention_cutoff(self.now, self.settings.soft_delete_retention_days)
+        found, last_key = self.images.deleted_before(
+            cutoff, limit=self.expired_page_size, start_key=start_key
+        )
+        # The index is eventually consistent: trust the record's own fields.
+        records = [r for r in found if r.deleted_at is not None and r.deleted_at < cutoff]
+        counts = {"expired_images": len(records)}
+        if records:
+            by_bucket: dict[str, list[str]] = {}
+            for record in records:
+                by_bucket.setdefault(record.bucket or self.bucket, []).extend(
+                    image_object_keys(record)
+                )
+            counts["objects_deleted"] = sum(
+                delete_objects(bucket, keys) for bucket, keys in by_bucket.items()
+            )
+            backed_up = {r.owner for r in records if r.backup_status in BACKED_UP_STATUSES}
+            jobs = backup_delete_jobs(records, owners_with_destination(self.settings, backed_up))
+            counts["backup_deletes_queued"] = enqueue_backup_jobs(self.settings, jobs)
+            counts["records_deleted"] = self.delete_records(records)
+        next_cursor: dict[str, Any] = (
+            {"phase": "expired", "start": last_key} if last_key else {"phase": "orphans"}
+        )
+        return StepResult(next_cursor, counts)
+
+    def delete_records(self, records: Sequence[ImageRecord]) -> int:
+        """Each record with its path claim, all in one transaction (absent items are no error)."""
+        actions: list[Any] = []
+        for record in records:
+            for pk in (image_pk(record.image_id), claim_pk(record.path)):
+                actions.append(
+                    {"Delete": {"TableName": self.images.table, "Key": {"pk": serialize(pk)}}}
+                )
+        with aws_errors(f"delete {len(records)} image records"):
+            aws.dynamodb().transact_write_items(TransactItems=actions)
+        return len(records)
+
+    # -- orphaned objects ---------------------------------------------------------------
+    def orphan_step(self, after: str | None) -> StepResult:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": self.list_page_size}
+        if after:
+            kwargs["StartAfter"] = after
+        with aws_errors(f"list {self.bucket}"):
+            response = aws.s3().list_objects_v2(**kwargs)
+        listed = [
+            ListedObject(str(obj["Key"]), obj["LastModified"])
+            for obj in response.get("Contents", [])
+        ]
+        parsed, unrecognised = parse_listing(listed)
+        claimed = self.images.claimed_paths(path for _, path in parsed) if parsed else {}
+        plan = plan_orphans(parsed, claimed, now=self.now, grace=self.grace)
+        deleted = delete_objects(self.bucket, plan.delete) if plan.delete else 0
+        counts = {
+            "objects_listed": len(listed),
+            "orphans_deleted": deleted,
+            "orphans_kept_young": plan.kept_young,
+            "unrecognised_keys": unrecognised,
+        }
+        if response.get("IsTruncated") and listed:
+            return StepResult({"phase": "orphans", "after": listed[-1].key}, counts)
+        return StepResult(None, counts)
