@@ -16,8 +16,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 try:
     import aws_cdk  # noqa: F401
 except ImportError:
-    venv_python = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
-    if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve():
+    venv = Path(__file__).resolve().parent / ".venv"
+    venv_python = venv / "bin" / "python"
+    if venv_python.exists() and Path(sys.prefix).resolve() != venv.resolve():
         os.execv(str(venv_python), [str(venv_python), *sys.argv])  # noqa: S606
     raise SystemExit(
         "aws-cdk-lib is not installed: run `make test` once, or `pip install -e .[infra]`"

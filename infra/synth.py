@@ -34,6 +34,7 @@ from infra.stack import PixflareJobsStack
 
 ROOT = Path(__file__).resolve().parent.parent
 DISABLE_ASSET_STAGING = "aws:cdk:disable-asset-staging"
+ASSET_METADATA = "aws:cdk:enable-asset-metadata"
 REPORT_FILE = "validation-report.json"
 
 
@@ -46,6 +47,7 @@ class Finding:
     severity: str
     path: str
     message: str
+    reason: str = ""  # set on acknowledged findings
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.rule} at {self.path}: {self.message[:160]}"
@@ -54,7 +56,14 @@ class Finding:
 @dataclass(frozen=True)
 class SynthResult:
     template: dict[str, Any]
-    findings: tuple[Finding, ...]
+    findings: tuple[Finding, ...]  # left unacknowledged: must be empty
+    acknowledged: tuple[Finding, ...]  # acknowledged, each with its reason
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The context (feature flags and defaults) the CDK CLI would read from cdk.json."""
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text()).get("context", {})
+    return context
 
 
 def build_app(
@@ -93,22 +102,29 @@ def _synth_into(app: cdk.App) -> None:
             raise
 
 
-def _read_findings(outdir: Path) -> list[Finding]:
-    findings: list[Finding] = []
+def _read_report(outdir: Path, key: str) -> list[Finding]:
+    found: list[Finding] = []
     report = outdir / REPORT_FILE
-    if report.is_file():
-        for plugin in json.loads(report.read_text()).get("pluginReports", []):
-            for violation in plugin.get("violations", []):
-                for construct in violation.get("violatingConstructs", []):
-                    findings.append(
-                        Finding(
-                            source=plugin.get("pluginName", ""),
-                            rule=violation.get("ruleName", ""),
-                            severity=violation.get("severity", ""),
-                            path=construct.get("constructPath", ""),
-                            message=violation.get("description", ""),
-                        )
+    if not report.is_file():
+        return found
+    for plugin in json.loads(report.read_text()).get("pluginReports", []):
+        for violation in plugin.get(key, []):
+            for construct in violation.get("violatingConstructs", []):
+                found.append(
+                    Finding(
+                        source=plugin.get("pluginName", ""),
+                        rule=violation.get("ruleName", ""),
+                        severity=violation.get("severity", ""),
+                        path=construct.get("constructPath", ""),
+                        message=violation.get("description", ""),
+                        reason=violation.get("reason", ""),
                     )
+                )
+    return found
+
+
+def _read_findings(outdir: Path) -> list[Finding]:
+    findings = _read_report(outdir, "violations")
     manifest = json.loads((outdir / "manifest.json").read_text())
     for artifact in manifest.get("artifacts", {}).values():
         for path, entries in artifact.get("metadata", {}).items():
@@ -129,18 +145,32 @@ def _read_findings(outdir: Path) -> list[Finding]:
 
 @functools.lru_cache(maxsize=8)
 def _synthesize(context_json: str) -> SynthResult:
-    context = {**json.loads(context_json), DISABLE_ASSET_STAGING: True}
+    context = {
+        **cdk_json_context(),
+        **json.loads(context_json),
+        # Assets stay where layers/build.py put them, and the template says where.
+        DISABLE_ASSET_STAGING: True,
+        ASSET_METADATA: True,
+    }
     with tempfile.TemporaryDirectory(prefix="pixflare-synth-") as tmp:
         app, stack = build_app(context, outdir=tmp, analytics_reporting=False)
         _synth_into(app)
         out = Path(tmp)
         template = json.loads((out / stack.template_file).read_text())
-        return SynthResult(template=template, findings=tuple(_read_findings(out)))
+        return SynthResult(
+            template=template,
+            findings=tuple(_read_findings(out)),
+            acknowledged=tuple(_read_report(out, "suppressedViolations")),
+        )
 
 
 def synthesize(context: Mapping[str, Any] | None = None) -> SynthResult:
     result = _synthesize(json.dumps(dict(context or {}), sort_keys=True))
-    return SynthResult(template=copy.deepcopy(result.template), findings=result.findings)
+    return SynthResult(
+        template=copy.deepcopy(result.template),
+        findings=result.findings,
+        acknowledged=result.acknowledged,
+    )
 
 
 def synth_template(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -172,9 +202,8 @@ def _parse_context_args(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cdk_json = json.loads((ROOT / "cdk.json").read_text())
     args = sys.argv[1:] if argv is None else argv
-    context = {**cdk_json.get("context", {}), **_parse_context_args(args)}
+    context = {**cdk_json_context(), **_parse_context_args(args)}
     outdir = ROOT / "cdk.out"
     (outdir / REPORT_FILE).unlink(missing_ok=True)
     app, stack = build_app(context, outdir=str(outdir))

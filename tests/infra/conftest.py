@@ -1,0 +1,38 @@
+"""Each distinct context is synthesized once per test process (infra.synth caches it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.synth import SynthResult, synthesize
+from tests.infra.support import CUSTOM, DEFAULT, QUEUES_OFF, Template
+
+
+@pytest.fixture(scope="session")
+def default_synth() -> SynthResult:
+    return synthesize(DEFAULT)
+
+
+@pytest.fixture(scope="session")
+def queues_off_synth() -> SynthResult:
+    return synthesize(QUEUES_OFF)
+
+
+@pytest.fixture(scope="session")
+def custom_synth() -> SynthResult:
+    return synthesize(CUSTOM)
+
+
+@pytest.fixture(scope="session")
+def template(default_synth: SynthResult) -> Template:
+    return default_synth.template
+
+
+@pytest.fixture(scope="session")
+def queues_off(queues_off_synth: SynthResult) -> Template:
+    return queues_off_synth.template
+
+
+@pytest.fixture(scope="session")
+def custom(custom_synth: SynthResult) -> Template:
+    return custom_synth.template

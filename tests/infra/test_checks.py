@@ -1,0 +1,151 @@
+"""Outputs, alarms, cfn-lint and cdk-nag over every synthesized context."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+
+from infra.synth import SynthResult
+from tests.infra.support import Template, props, resources
+
+pytestmark = pytest.mark.slow
+
+QUEUE_OUTPUTS = {
+    "VariantQueueUrl",
+    "VariantDlqUrl",
+    "BackupQueueUrl",
+    "BackupDlqUrl",
+    "DomainQueueUrl",
+    "DomainDlqUrl",
+}
+ALWAYS_OUTPUTS = {
+    "ImagesBucketName",
+    "ImagesTableName",
+    "DomainsTableName",
+    "StatsTableName",
+    "DestinationsTableName",
+    "IdempotencyTableName",
+    "BackupKeyId",
+    "CronQueueUrl",
+    "CronFunctionName",
+}
+# cfn-lint warnings we accept, each for a named reason.
+ACCEPTED_WARNINGS = {
+    # The CDK makes each Lambda function DependsOn its role (and the role's default
+    # policy) so the policy exists before the first invocation; the GetAtt on the role
+    # already orders the role, which is all W3005 points out. Harmless and generated.
+    "W3005",
+}
+# cdk-nag rules we acknowledge (each acknowledgment carries its own reason, see infra/nag.py).
+ACKNOWLEDGEABLE = {"IAM4", "IAM5", "L1", "SQS3", "SMG4"}
+SYNTHS = ["default_synth", "queues_off_synth", "custom_synth"]
+
+
+def test_outputs(template: Template, queues_off: Template) -> None:
+    assert set(template["Outputs"]) == ALWAYS_OUTPUTS | QUEUE_OUTPUTS
+    assert set(queues_off["Outputs"]) == ALWAYS_OUTPUTS
+
+
+def test_output_values_point_at_the_right_resources(template: Template) -> None:
+    outputs = {name: out["Value"] for name, out in template["Outputs"].items()}
+    assert outputs["ImagesBucketName"]["Ref"].startswith("StorageImagesBucket")
+    assert outputs["BackupKeyId"]["Ref"].startswith("StorageBackupKey")
+    assert outputs["VariantDlqUrl"]["Ref"].startswith("VariantDlq")
+    assert outputs["CronQueueUrl"]["Ref"].startswith("SchedulesCronQueue")
+    assert outputs["CronFunctionName"]["Ref"].startswith("SchedulesCronFunction")
+    for stem in ("Images", "Domains", "Stats", "Destinations", "Idempotency"):
+        assert outputs[f"{stem}TableName"]["Ref"].startswith(f"Storage{stem}Table")
+
+
+def _alarms(template: Template) -> list[dict]:
+    return [res["Properties"] for res in resources(template, "AWS::CloudWatch::Alarm").values()]
+
+
+def test_every_dlq_has_a_depth_alarm(template: Template) -> None:
+    dlqs = {lid for lid, res in resources(template, "AWS::SQS::Queue").items() if "Dlq" in lid}
+    assert len(dlqs) == 5  # 3 workers + cron continuation + EventBridge targets
+    alarmed = set()
+    for alarm in _alarms(template):
+        if alarm["MetricName"] == "ApproximateNumberOfMessagesVisible":
+            assert alarm["Threshold"] == 0
+            assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+            (dim,) = alarm["Dimensions"]
+            alarmed.add(dim["Value"]["Fn::GetAtt"][0])
+    assert alarmed == dlqs
+
+
+def test_every_source_queue_has_an_age_alarm(template: Template) -> None:
+    sources = {
+        lid
+        for lid, res in resources(template, "AWS::SQS::Queue").items()
+        if "RedrivePolicy" in res["Properties"]
+    }
+    assert len(sources) == 4
+    alarmed = set()
+    for alarm in _alarms(template):
+        if alarm["MetricName"] == "ApproximateAgeOfOldestMessage":
+            assert alarm["Threshold"] > 0
+            (dim,) = alarm["Dimensions"]
+            alarmed.add(dim["Value"]["Fn::GetAtt"][0])
+    assert alarmed == sources
+
+
+def test_function_error_alarms(template: Template) -> None:
+    functions = set(resources(template, "AWS::Lambda::Function"))
+    alarmed = {
+        alarm["Dimensions"][0]["Value"]["Ref"]
+        for alarm in _alarms(template)
+        if alarm["MetricName"] == "Errors"
+    }
+    assert alarmed == functions
+
+
+def test_alarm_topic_only_with_email(template: Template, custom: Template) -> None:
+    assert not resources(template, "AWS::SNS::Topic")
+    assert all("AlarmActions" not in a for a in _alarms(template))
+    (topic_id,) = resources(custom, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in props(custom, topic_id)
+    policies = [
+        st
+        for res in resources(custom, "AWS::SNS::TopicPolicy").values()
+        for st in res["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert any(
+        st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        for st in policies
+    )
+    assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in _alarms(custom))
+    (sub,) = resources(custom, "AWS::SNS::Subscription").values()
+    assert sub["Properties"]["Protocol"] == "email"
+
+
+@pytest.mark.parametrize("synth", SYNTHS)
+def test_cfn_lint_clean(synth: str, request: pytest.FixtureRequest) -> None:
+    result: SynthResult = request.getfixturevalue(synth)
+    matches = lint(json.dumps(result.template), config=ManualArgs(regions=["us-east-1"]))
+    errors = [str(m) for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
+    warnings = [
+        str(m) for m in matches if m.rule.id.startswith("W") and m.rule.id not in ACCEPTED_WARNINGS
+    ]
+    assert warnings == []
+
+
+@pytest.mark.parametrize("synth", SYNTHS)
+def test_cdk_nag_has_no_unacknowledged_finding(synth: str, request: pytest.FixtureRequest) -> None:
+    result: SynthResult = request.getfixturevalue(synth)
+    assert [str(f) for f in result.findings] == []
+
+
+@pytest.mark.parametrize("synth", SYNTHS)
+def test_every_acknowledgment_is_specific(synth: str, request: pytest.FixtureRequest) -> None:
+    result: SynthResult = request.getfixturevalue(synth)
+    assert result.acknowledged, "expected the documented acknowledgments"
+    for finding in result.acknowledged:
+        rule = finding.rule.removeprefix("AwsSolutions-").split("[", 1)[0]
+        assert rule in ACKNOWLEDGEABLE, finding.rule
+        assert len(finding.reason) >= 40, finding
+        if rule == "IAM5":
+            assert "[" in finding.rule  # one wildcard at a time, never the whole rule

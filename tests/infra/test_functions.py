@@ -1,0 +1,155 @@
+"""Functions: runtime, architecture, logging, tracing, layers, code, environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.infra.support import (
+    CUSTOM,
+    Template,
+    function_by_handler,
+    function_env,
+    props,
+    resources,
+)
+
+pytestmark = pytest.mark.slow
+
+HANDLERS = {
+    "variant": "lambdas.variant.handler.handler",
+    "backup": "lambdas.backup.handler.handler",
+    "domain": "lambdas.domain.handler.handler",
+    "cron": "lambdas.cron.handler.handler",
+}
+TIMEOUTS = {"variant": 30, "backup": 60, "domain": 30, "cron": 300}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _layer(template: Template, name: str) -> str:
+    matches = [
+        lid
+        for lid, res in resources(template, "AWS::Lambda::LayerVersion").items()
+        if res["Properties"]["Description"].startswith(f"Pixflare {name} layer")
+    ]
+    assert len(matches) == 1
+    return matches[0]
+
+
+def test_four_functions(template: Template) -> None:
+    assert len(resources(template, "AWS::Lambda::Function")) == 4
+
+
+@pytest.mark.parametrize("name", list(HANDLERS))
+def test_function_target(template: Template, name: str) -> None:
+    fn = props(template, function_by_handler(template, HANDLERS[name]))
+    assert fn["Architectures"] == ["arm64"]
+    runtime = fn["Runtime"]
+    assert runtime.startswith("python3.")
+    assert int(runtime.split(".")[1]) >= 12
+    assert fn["Timeout"] == TIMEOUTS[name]
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["LoggingConfig"]["LogFormat"] == "JSON"
+    log_group = fn["LoggingConfig"]["LogGroup"]["Ref"]
+    assert 1 <= props(template, log_group)["RetentionInDays"] <= 90
+
+
+def test_timeouts_in_order(template: Template) -> None:
+    got = [props(template, function_by_handler(template, HANDLERS[n]))["Timeout"] for n in HANDLERS]
+    assert got == [30, 60, 30, 300]
+
+
+def test_pillow_layer_on_variant_only_deps_everywhere(template: Template) -> None:
+    deps, pillow = _layer(template, "deps"), _layer(template, "pillow")
+    for name, handler in HANDLERS.items():
+        layers = props(template, function_by_handler(template, handler))["Layers"]
+        assert {"Ref": deps} in layers, name
+        if name == "variant":
+            assert layers == [{"Ref": deps}, {"Ref": pillow}]
+        else:
+            assert layers == [{"Ref": deps}], name
+    for layer in (deps, pillow):
+        assert props(template, layer)["CompatibleArchitectures"] == ["arm64"]
+        assert props(template, layer)["CompatibleRuntimes"] == ["python3.12"]
+
+
+def test_code_asset_is_only_the_lambdas_package(template: Template) -> None:
+    paths = {
+        res["Metadata"]["aws:asset:path"]
+        for res in resources(template, "AWS::Lambda::Function").values()
+    }
+    assert len(paths) == 1  # one bundle shared by the four functions
+    bundle = Path(paths.pop())
+    assert bundle.is_dir()
+    assert ROOT / "layers" / "build" in bundle.parents
+    assert sorted(p.name for p in bundle.iterdir()) == ["lambdas"]
+    assert not list(bundle.rglob("__pycache__"))
+    assert (bundle / "lambdas" / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("name", list(HANDLERS))
+def test_powertools_environment(template: Template, name: str) -> None:
+    env = function_env(template, function_by_handler(template, HANDLERS[name]))
+    assert env["POWERTOOLS_SERVICE_NAME"] == name
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Pixflare"
+    assert env["LOG_LEVEL"] == "INFO"
+    assert env["ENABLE_QUEUES"] == "true"
+    assert "QUEUE_URL" in env
+    assert "DLQ_URL" in env
+
+
+def _ref_prefix(value: object) -> str:
+    assert isinstance(value, dict)
+    ref = value["Ref"]
+    assert isinstance(ref, str)
+    return ref
+
+
+def test_resource_environment(template: Template) -> None:
+    variant = function_env(template, function_by_handler(template, HANDLERS["variant"]))
+    backup = function_env(template, function_by_handler(template, HANDLERS["backup"]))
+    domain = function_env(template, function_by_handler(template, HANDLERS["domain"]))
+    cron = function_env(template, function_by_handler(template, HANDLERS["cron"]))
+
+    assert _ref_prefix(variant["IMAGES_BUCKET"]).startswith("StorageImagesBucket")
+    assert _ref_prefix(variant["DLQ_URL"]).startswith("VariantDlq")
+    assert variant["VARIANT_QUEUE_URL"] == variant["QUEUE_URL"]
+    assert {"DESTINATIONS_TABLE", "BACKUP_KMS_KEY_ID", "DOMAINS_TABLE"}.isdisjoint(variant)
+    assert variant["ENABLE_AI_CLASSIFICATION"] == "false"
+    assert variant["AI_MAX_LABELS"] == "10"
+    assert variant["AI_MIN_CLASSIFICATION_SCORE"] == "0.1"
+
+    assert _ref_prefix(backup["DESTINATIONS_TABLE"]).startswith("StorageDestinationsTable")
+    assert _ref_prefix(backup["BACKUP_KMS_KEY_ID"]).startswith("StorageBackupKey")
+    assert _ref_prefix(backup["DLQ_URL"]).startswith("BackupDlq")
+
+    assert _ref_prefix(domain["DOMAINS_TABLE"]).startswith("StorageDomainsTable")
+    assert domain["DOMAIN_QUEUE_URL"] == domain["QUEUE_URL"]
+    assert domain["DOMAIN_CHECK_INTERVAL_SECONDS"] == "30"
+    assert domain["DOMAIN_MAX_CHECKS"] == "40"
+    assert domain["CUSTOM_DOMAIN_PROVIDER"] == "dns-only"
+    assert "IMAGES_BUCKET" not in domain
+    assert "CLOUDFLARE_API_TOKEN_SECRET_ARN" not in domain
+
+    assert _ref_prefix(cron["CRON_QUEUE_URL"]).startswith("SchedulesCronQueue")
+    assert _ref_prefix(cron["BACKUP_QUEUE_URL"]).startswith("BackupQueue")
+    assert _ref_prefix(cron["STATS_TABLE"]).startswith("StorageStatsTable")
+    assert cron["SOFT_DELETE_RETENTION_DAYS"] == "30"
+
+
+def test_context_reaches_environment(custom: Template) -> None:
+    variant = function_env(custom, function_by_handler(custom, HANDLERS["variant"]))
+    domain = function_env(custom, function_by_handler(custom, HANDLERS["domain"]))
+    assert variant["ENABLE_AI_CLASSIFICATION"] == "true"
+    assert domain["CUSTOM_DOMAIN_PROVIDER"] == CUSTOM["customDomainProvider"]
+    assert domain["DOMAIN_MAX_CHECKS"] == CUSTOM["domainMaxChecks"]
+    secret = _ref_prefix(domain["CLOUDFLARE_API_TOKEN_SECRET_ARN"])
+    assert custom["Resources"][secret]["Type"] == "AWS::SecretsManager::Secret"
+
+
+def test_queues_off_cron_environment(queues_off: Template) -> None:
+    cron = function_env(queues_off, function_by_handler(queues_off, HANDLERS["cron"]))
+    assert cron["ENABLE_QUEUES"] == "false"
+    assert "BACKUP_QUEUE_URL" not in cron
+    assert "CRON_QUEUE_URL" in cron
