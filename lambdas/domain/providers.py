@@ -1,0 +1,278 @@
+"""Activation providers: what happens once a hostname's DNS is proven.
+
+``dns-only``: nothing more to do; the hostname is active.
+
+``cloudflare``: Cloudflare for SaaS custom hostnames on our zone
+(``CLOUDFLARE_API_BASE``/zones/``CLOUDFLARE_ZONE_ID``/custom_hostnames). The
+hostname is looked up; created (POST) when absent; updated (PATCH, which asks
+Cloudflare to validate again) when present but not active. Its ``status`` maps to:
+
+- ``active`` (and ``active_redeploying``) -> active;
+- ``blocked``, ``moved``, ``deleted``, ``pending_deletion``, ``pending_blocked``,
+  ``test_blocked``, ``test_failed`` -> refused: permanent, recorded as ``blocked``;
+- anything else (``pending``, ``pending_validation``, ...) -> not yet: re-checked
+  on the DNS schedule.
+
+HTTP errors: 5xx, 429, timeouts and unreachable -> TransientError (backoff, DLQ
+after three receives). 401/403 -> AccessDeniedError: a bad or under-scoped token
+is a deployment mistake, so it is transient on purpose (as for AWS credentials):
+the messages wait in the DLQ and a redrive after fixing the token finishes them.
+404 (a wrong zone id) is transient for the same reason. Other 4xx (Cloudflare
+refusing the hostname itself) -> refused.
+
+The token comes from CLOUDFLARE_API_TOKEN, else from the Secrets Manager secret at
+CLOUDFLARE_API_TOKEN_SECRET_ARN (a plain string, or JSON with a ``token`` key). It
+is sent only in the Authorization header and never logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from lambdas.shared import aws
+from lambdas.shared.config import Settings
+from lambdas.shared.errors import AccessDeniedError, ConfigError, TransientError, aws_errors
+
+ActivationState = Literal["active", "pending", "refused"]
+
+HTTP_TIMEOUT_SECONDS = 5.0
+MIN_HTTP_SECONDS = 0.2
+CLOUDFLARE_ACTIVE = frozenset({"active", "active_redeploying"})
+CLOUDFLARE_REFUSED = frozenset(
+    {
+        "blocked",
+        "moved",
+        "deleted",
+        "pending_deletion",
+        "pending_blocked",
+        "test_blocked",
+        "test_failed",
+    }
+)
+# Certificate validation over HTTP: Cloudflare serves the token once traffic reaches it.
+SSL_SETTINGS = {"method": "http", "type": "dv"}
+ERROR_BODY_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    state: ActivationState
+    detail: str  # why not active yet, or why refused; a short note when active
+    provider: str
+
+
+class ActivationProvider(Protocol):
+    name: str
+
+    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
+        """Make the hostname serve our content; never longer than ``time_budget`` seconds."""
+        ...
+
+
+class DnsOnlyProvider:
+    name = "dns-only"
+
+    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
+        return ActivationResult("active", "DNS verified", self.name)
+
+
+def secret_token(secret_arn: str) -> str:
+    """The Cloudflare token stored in Secrets Manager (plain, or JSON ``{"token": ...}``)."""
+    with aws_errors("read the Cloudflare token secret"):
+        value = aws.secretsmanager().get_secret_value(SecretId=secret_arn).get("SecretString", "")
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text).get("token", "")).strip()
+        except (ValueError, AttributeError):
+            text = ""
+    if not text:
+        raise AccessDeniedError("the Cloudflare token secret holds no token")
+    return text
+
+
+class CloudflareProvider:
+    name = "cloudflare"
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        zone_id: str,
+        token: Callable[[], str],
+        http_timeout: float = HTTP_TIMEOUT_SECONDS,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.zone_id = zone_id
+        self._token_source = token
+        self._token: str | None = None
+        self.http_timeout = http_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CloudflareProvider:
+        zone_id = settings.require("cloudflare_zone_id")
+        direct = settings.cloudflare_api_token.get_secret_value()
+        if direct:
+            return cls(api_base=settings.cloudflare_api_base, zone_id=zone_id, token=lambda: direct)
+        secret_arn = settings.cloudflare_api_token_secret_arn
+        if not secret_arn:
+            raise ConfigError(
+                "CLOUDFLARE_API_TOKEN or CLOUDFLARE_API_TOKEN_SECRET_ARN must be set "
+                "for the cloudflare provider"
+            )
+        return cls(
+            api_base=settings.cloudflare_api_base,
+            zone_id=zone_id,
+            token=lambda: secret_token(secret_arn),
+        )
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, timeout: float, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if self._token is None:
+            self._token = self._token_source()
+        url = f"{self.api_base}/zones/{urllib.parse.quote(self.zone_id, safe='')}{path}"
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError("CLOUDFLARE_API_BASE must be an http(s) URL")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310  (scheme checked above)
+            url,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self._token}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        what = f"Cloudflare {method} custom_hostnames"
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as err:
+            raise self._http_error(what, err) from None
+        except TimeoutError as err:
+            raise TransientError(f"{what}: timed out after {timeout:.1f} s") from err
+        except urllib.error.URLError as err:
+            raise TransientError(f"{what}: unreachable ({err.reason})") from None
+        except OSError as err:
+            raise TransientError(f"{what}: {type(err).__name__}: {err}") from None
+        try:
+            document = json.loads(payload)
+        except ValueError:
+            raise TransientError(f"{what}: the response is not JSON") from None
+        if not isinstance(document, dict) or not document.get("success", False):
+            raise TransientError(f"{what}: unsuccessful response: {_errors_text(document)}")
+        return document
+
+    def _http_error(self, what: str, err: urllib.error.HTTPError) -> Exception:
+        try:
+            document = json.loads(err.read() or b"{}")
+        except (ValueError, OSError):
+            document = {}
+        text = f"{what}: HTTP {err.code} {_errors_text(document)}".strip()
+        if err.code in (401, 403):
+            return AccessDeniedError(
+                f"{text} (check the Cloudflare token and its Custom Hostnames permission)"
+            )
+        if err.code == 404:
+            return TransientError(f"{text} (check CLOUDFLARE_ZONE_ID)")
+        if err.code == 429 or err.code >= 500:
+            return TransientError(text)
+        return CloudflareRefusedError(text)
+
+    # -- the flow -----------------------------------------------------------------------
+    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
+        budget = _Budget(time_budget, self.http_timeout)
+        try:
+            found = self._request(
+                "GET",
+                "/custom_hostnames?" + urllib.parse.urlencode({"hostname": hostname}),
+                timeout=budget.next(),
+            )
+            existing = next(
+                (
+                    item
+                    for item in found.get("result") or []
+                    if str(item.get("hostname", "")).lower() == hostname
+                ),
+                None,
+            )
+            if existing is None:
+                created = self._request(
+                    "POST",
+                    "/custom_hostnames",
+                    body={"hostname": hostname, "ssl": SSL_SETTINGS},
+                    timeout=budget.next(),
+                )
+                return self._result(created.get("result") or {})
+            if str(existing.get("status", "")) in CLOUDFLARE_ACTIVE:
+                return self._result(existing)
+            hostname_id = str(existing.get("id", ""))
+            if not hostname_id:
+                raise TransientError("Cloudflare listed the hostname without an id")
+            updated = self._request(
+                "PATCH",
+                f"/custom_hostnames/{urllib.parse.quote(hostname_id, safe='')}",
+                body={"ssl": SSL_SETTINGS},
+                timeout=budget.next(),
+            )
+            return self._result(updated.get("result") or {})
+        except CloudflareRefusedError as refusal:
+            return ActivationResult("refused", str(refusal), self.name)
+
+    def _result(self, item: dict[str, Any]) -> ActivationResult:
+        status = str(item.get("status", "")) or "unknown"
+        ssl_status = str((item.get("ssl") or {}).get("status", "")) or "unknown"
+        detail = f"Cloudflare custom hostname status {status} (certificate {ssl_status})"
+        verification_errors = item.get("verification_errors") or []
+        if verification_errors:
+            detail += ": " + "; ".join(str(e) for e in verification_errors[:3])
+        if status in CLOUDFLARE_ACTIVE:
+            return ActivationResult("active", detail, self.name)
+        if status in CLOUDFLARE_REFUSED:
+            return ActivationResult("refused", detail, self.name)
+        return ActivationResult("pending", detail, self.name)
+
+
+class CloudflareRefusedError(Exception):
+    """Cloudflare refused the hostname itself (a 4xx other than auth, zone or rate limit)."""
+
+
+class _Budget:
+    """Per-request timeouts that together stay within the caller's time budget."""
+
+    def __init__(self, seconds: float, per_request: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.per_request = per_request
+
+    def next(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left < MIN_HTTP_SECONDS:
+            raise TransientError("out of time before the next Cloudflare request")
+        return min(self.per_request, left)
+
+
+def _errors_text(document: Any) -> str:
+    if not isinstance(document, dict):
+        return ""
+    errors = document.get("errors") or []
+    parts = []
+    for error in errors[:3]:
+        if isinstance(error, dict):
+            parts.append(f"{error.get('code', '')} {error.get('message', '')}".strip())
+    return "; ".join(parts)[:ERROR_BODY_LIMIT]
+
+
+def provider_from_settings(settings: Settings) -> ActivationProvider:
+    if settings.custom_domain_provider == "cloudflare":
+        return CloudflareProvider.from_settings(settings)
+    return DnsOnlyProvider()
