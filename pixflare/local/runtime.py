@@ -1,0 +1,455 @@
+"""The in-process Lambda runtime of the local stack: functions, SQS pollers, schedules.
+
+A :class:`QueuePoller` behaves like an event source mapping: it collects up to
+BatchSize messages or until MaximumBatchingWindowInSeconds ends, runs at most
+MaximumConcurrency batches at once, and deletes only what the function reports
+as done (ReportBatchItemFailures) — or the whole batch when the function returns
+without a partial response. An exception, or a batch still running at the
+function's Timeout, fails the whole batch: nothing is deleted, and the messages
+come back after their visibility timeout (or the backoff the worker runtime set),
+reaching the DLQ after maxReceiveCount receives through the queue's own redrive
+policy, as on AWS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lambdas.shared.config import ENV_FIELDS, Settings, settings_from_env, settings_override
+from pixflare.local.cron import RateSchedule, Schedule, ScheduleError, parse_schedule
+from pixflare.local.template import FunctionSpec, MappingSpec, RuleSpec
+
+# Environment variables naming resources: always the template's, never the shell's.
+RESOURCE_VARIABLES = frozenset(
+    name
+    for name in ENV_FIELDS
+    if name.endswith(("_TABLE", "_QUEUE_URL"))
+    or name
+    in {
+        "IMAGES_BUCKET",
+        "QUEUE_URL",
+        "DLQ_URL",
+        "BACKUP_KMS_KEY_ID",
+        "CLOUDFLARE_API_TOKEN_SECRET_ARN",
+    }
+)
+RUNTIME_VARIABLES = frozenset(ENV_FIELDS) - RESOURCE_VARIABLES
+POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a poller
+SQS_MAX_RECEIVE = 10
+
+
+@dataclass
+class LocalLambdaContext:
+    """What a handler may read from its context; the remaining time counts down from Timeout."""
+
+    function_name: str
+    timeout_seconds: int
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 128
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    deadline: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_seconds
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Invocation:
+    ok: bool
+    response: Any = None
+    error: str | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+
+class LocalFunction:
+    """One AWS::Lambda::Function of the template, importable and callable in-process."""
+
+    def __init__(self, spec: FunctionSpec, runtime_env: Mapping[str, str]) -> None:
+        self.spec = spec
+        # The template's environment, with runtime settings from the stack's own
+        # environment winning (ENABLE_AI_CLASSIFICATION=true pixflare local up).
+        self.environment = {
+            **spec.environment,
+            **{k: v for k, v in runtime_env.items() if k in RUNTIME_VARIABLES},
+        }
+        self.settings: Settings = settings_from_env(self.environment)
+        self.handler: Callable[[Any, Any], Any] | None = None
+        self.unavailable: str | None = None
+        module_name, _, attribute = spec.handler.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+            self.handler = getattr(module, attribute)
+        except (ImportError, AttributeError) as err:
+            self.unavailable = f"{spec.handler} is not importable ({err})"
+        self.invocations = 0
+        self.timeouts = 0
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def invoke(self, event: Any) -> Invocation:
+        """Run the handler in its own thread, bounded by the function's Timeout."""
+        if self.handler is None:
+            return Invocation(ok=False, error=self.unavailable)
+        handler = self.handler
+        context = LocalLambdaContext(
+            function_name=self.spec.name,
+            timeout_seconds=self.spec.timeout_seconds,
+            invoked_function_arn=self.spec.arn,
+            memory_limit_in_mb=self.spec.memory_mb,
+        )
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with settings_override(self.settings):
+                    outcome["response"] = handler(event, context)
+            except BaseException as err:
+                outcome["error"] = f"{type(err).__name__}: {err}"
+
+        started = time.monotonic()
+        thread = threading.Thread(target=run, name=f"lambda-{self.spec.logical_id}", daemon=True)
+        thread.start()
+        thread.join(self.spec.timeout_seconds)
+        seconds = time.monotonic() - started
+        with self._lock:
+            self.invocations += 1
+        if thread.is_alive():
+            # Python cannot stop a thread; the run is abandoned and counts as failed,
+            # as Lambda would report a timed-out invocation.
+            with self._lock:
+                self.timeouts += 1
+            return Invocation(
+                ok=False,
+                timed_out=True,
+                error=f"timed out after {self.spec.timeout_seconds} s",
+                seconds=seconds,
+            )
+        if "error" in outcome:
+            return Invocation(ok=False, error=outcome["error"], seconds=seconds)
+        return Invocation(ok=True, response=outcome.get("response"), seconds=seconds)
+
+
+def _lambda_message_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    converted = {}
+    for name, value in attributes.items():
+        converted[name] = {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": value.get("StringListValues", []),
+            "binaryListValues": value.get("BinaryListValues", []),
+            "dataType": value.get("DataType", "String"),
+        }
+    return converted
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS poller builds from received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m.get("Body", ""),
+                "attributes": dict(m.get("Attributes", {})),
+                "messageAttributes": _lambda_message_attributes(m.get("MessageAttributes", {})),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+def failed_item_ids(response: Any, batch_ids: set[str]) -> set[str] | None:
+    """Message ids the function reported as failed; None when the response is unusable
+    (then, as on AWS, the whole batch counts as failed)."""
+    if response is None:
+        return set()
+    if not isinstance(response, dict):
+        return None
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return None
+    found: set[str] = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in batch_ids:
+            return None
+        found.add(identifier)
+    return found
+
+
+@dataclass
+class PollerStats:
+    batches: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    messages: int = 0
+    deleted: int = 0
+    failed_batches: int = 0
+    failed_items: int = 0
+    last_error: str | None = None
+
+
+class QueuePoller:
+    """An event source mapping: one queue feeding one function."""
+
+    def __init__(
+        self,
+        mapping: MappingSpec,
+        function: LocalFunction,
+        *,
+        sqs: Any,
+        region: str,
+        stop: threading.Event,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.function = function
+        self.sqs = sqs
+        self.region = region
+        self.stop_event = stop
+        self.on_error = on_error
+        self.stats = PollerStats()
+        self._slots = threading.BoundedSemaphore(max(1, mapping.max_concurrency))
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._poller = threading.Thread(
+            target=self._loop, name=f"poller-{mapping.logical_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._poller.start()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._poller.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- polling ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            if not self._slots.acquire(timeout=POLL_WAIT_SECONDS):
+                continue
+            try:
+                batch = self._collect()
+            except Exception as err:
+                self._slots.release()
+                self._report(f"receive from {self.mapping.queue_url}: {err}")
+                self.stop_event.wait(POLL_WAIT_SECONDS)
+                continue
+            if not batch:
+                self._slots.release()
+                continue
+            thread = threading.Thread(
+                target=self._run_batch,
+                args=(batch,),
+                name=f"batch-{self.mapping.logical_id}",
+                daemon=True,
+            )
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._threads.append(thread)
+            thread.start()
+
+    def _collect(self) -> list[dict[str, Any]]:
+        """Up to BatchSize messages, or what arrived before the batching window closed."""
+        batch: list[dict[str, Any]] = []
+        window_ends: float | None = None
+        while len(batch) < self.mapping.batch_size and not self.stop_event.is_set():
+            if window_ends is None:
+                wait = POLL_WAIT_SECONDS
+            else:
+                remaining = window_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = max(0, min(POLL_WAIT_SECONDS, int(remaining)))
+            got = self.sqs.receive_message(
+                QueueUrl=self.mapping.queue_url,
+                MaxNumberOfMessages=min(SQS_MAX_RECEIVE, self.mapping.batch_size - len(batch)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            batch.extend(got)
+            if not got and wait == 0:
+                # Inside the last second of the window: short naps, not a busy loop.
+                self.stop_event.wait(0.1)
+            if batch and window_ends is None:
+                window_ends = time.monotonic() + self.mapping.batching_window_seconds
+                if self.mapping.batching_window_seconds == 0:
+                    break
+            if not batch:
+                return batch
+            if not got and window_ends is not None and time.monotonic() >= window_ends:
+                break
+        return batch
+
+    def _run_batch(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            self._invoke(batch)
+        except Exception as err:
+            self._report(f"{self.function.name}: {err}")
+        finally:
+            self._slots.release()
+
+    def _invoke(self, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.batch_sizes[len(batch)] += 1
+            self.stats.messages += len(batch)
+        event = sqs_event(batch, self.mapping.queue_arn, self.region)
+        result = self.function.invoke(event)
+        ids = {m["MessageId"] for m in batch}
+        if not result.ok:
+            with self._lock:
+                self.stats.failed_batches += 1
+                self.stats.last_error = result.error
+            self._report(f"{self.function.name}: batch of {len(batch)} failed: {result.error}")
+            return
+        if self.mapping.report_batch_item_failures:
+            failed = failed_item_ids(result.response, ids)
+        else:
+            failed = set()
+        if failed is None:
+            with self._lock:
+                self.stats.failed_batches += 1
+                self.stats.last_error = "unusable batchItemFailures response"
+            self._report(f"{self.function.name}: unusable partial batch response")
+            return
+        done = [m for m in batch if m["MessageId"] not in failed]
+        self._delete(done)
+        with self._lock:
+            self.stats.failed_items += len(failed)
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), SQS_MAX_RECEIVE):
+            chunk = messages[start : start + SQS_MAX_RECEIVE]
+            response = self.sqs.delete_message_batch(
+                QueueUrl=self.mapping.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                ],
+            )
+            with self._lock:
+                self.stats.deleted += len(response.get("Successful", []))
+            if response.get("Failed"):
+                self._report(f"delete failed for {len(response['Failed'])} message(s)")
+
+    def _report(self, message: str) -> None:
+        if self.on_error is not None:
+            self.on_error(message)
+
+
+@dataclass
+class ScheduledRun:
+    rule: str
+    at: datetime
+    ok: bool
+    error: str | None = None
+
+
+class RuleScheduler:
+    """Invokes each scheduled EventBridge rule's Lambda targets on its expression."""
+
+    def __init__(
+        self,
+        rules: list[tuple[RuleSpec, Schedule, list[tuple[LocalFunction, str | None]]]],
+        *,
+        stop: threading.Event,
+        clock: Callable[[], datetime] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.stop_event = stop
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.on_error = on_error
+        self.started = self.clock()
+        self.runs: list[ScheduledRun] = []
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+
+    def next_runs(self, after: datetime | None = None) -> list[tuple[RuleSpec, datetime | None]]:
+        moment = after or self.clock()
+        out: list[tuple[RuleSpec, datetime | None]] = []
+        for spec, schedule, _ in self.rules:
+            if isinstance(schedule, RateSchedule):
+                out.append((spec, schedule.next_after(moment, start=self.started)))
+            else:
+                out.append((spec, schedule.next_after(moment)))
+        return out
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        due = {spec.logical_id: at for spec, at in self.next_runs(self.started)}
+        while not self.stop_event.wait(1.0):
+            now = self.clock()
+            for spec, schedule, targets in self.rules:
+                at = due.get(spec.logical_id)
+                if at is None or now < at:
+                    continue
+                for function, payload in targets:
+                    self._fire(spec, function, payload, at)
+                if isinstance(schedule, RateSchedule):
+                    due[spec.logical_id] = schedule.next_after(now, start=self.started)
+                else:
+                    due[spec.logical_id] = schedule.next_after(now)
+
+    def _fire(
+        self, spec: RuleSpec, function: LocalFunction, payload: str | None, at: datetime
+    ) -> None:
+        event = json.loads(payload) if payload else _scheduled_event(spec, at)
+        result = function.invoke(event)
+        self.runs.append(ScheduledRun(spec.logical_id, at, result.ok, result.error))
+        if not result.ok and self.on_error is not None:
+            self.on_error(f"rule {spec.logical_id}: {function.name} failed: {result.error}")
+
+
+def _scheduled_event(spec: RuleSpec, at: datetime) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resources": [spec.logical_id],
+        "detail": {},
+    }
+
+
+def parse_rule_schedule(spec: RuleSpec) -> Schedule:
+    """A rule's parsed expression; ScheduleError names the rule that cannot be read."""
+    try:
+        return parse_schedule(spec.schedule_expression)
+    except ScheduleError as err:
+        raise ScheduleError(f"rule {spec.logical_id}: {err}") from None
