@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 try:
     import aws_cdk  # noqa: F401
