@@ -1,0 +1,24 @@
+"""The backup queue's Lambda handler: the queue-worker runtime over the backup jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.backup.jobs import process_backup, record_permanent_failure
+from lambdas.shared.messages import BackupJob
+from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.worker import LambdaContextLike, QueueWorker
+
+worker: QueueWorker[BackupJob] = QueueWorker(
+    name="backup",
+    model=BackupJob,
+    process=process_backup,
+    on_permanent_failure=record_permanent_failure,
+)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+    return worker.handle(event, context)

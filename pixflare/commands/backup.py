@@ -1,0 +1,167 @@
+"""`pixflare backup set | show | restore | verify`: an owner's backup destination and its copies.
+
+The secret access key is accepted (from the option, or from standard input with
+``-``), checked against the destination, and stored KMS-encrypted; no command
+prints it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from lambdas.backup.destinations import DestinationRequest, configure_destination
+from lambdas.backup.restore import restore_backup, verify_backup
+from lambdas.shared.destinations import DestinationCredentials, DestinationRepository
+from lambdas.shared.errors import PixflareError
+from lambdas.shared.keys import InvalidNameError, validate_image_id
+from pixflare.context import CommandContext, CommandError
+
+
+def register(subparsers: Any) -> None:
+    backup = subparsers.add_parser(
+        "backup", help="each owner's backup destination; restore and verify backups"
+    )
+    commands = backup.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
+
+    set_parser = commands.add_parser(
+        "set",
+        help="check and save an owner's S3-compatible backup destination",
+        description="Checks the destination with a small write, read and delete, then saves "
+        "it with the credentials encrypted by KMS.",
+    )
+    set_parser.add_argument("--owner", required=True)
+    # Not the global --endpoint (the local stack): this is the owner's storage service.
+    set_parser.add_argument(
+        "--endpoint",
+        dest="destination_endpoint",
+        metavar="URL",
+        required=True,
+        help="S3-compatible endpoint, e.g. http://127.0.0.1:9000; empty for AWS S3",
+    )
+    set_parser.add_argument("--bucket", required=True)
+    set_parser.add_argument("--access-key-id", required=True)
+    set_parser.add_argument(
+        "--secret-access-key",
+        required=True,
+        help="the secret, or - to read it from standard input (keeps it out of shell history)",
+    )
+    set_parser.add_argument("--region", default="")
+    set_parser.add_argument("--prefix", default="", help="key prefix inside the bucket")
+    set_parser.add_argument(
+        "--path-style", action="store_true", help="path-style addressing (MinIO and most others)"
+    )
+    set_parser.add_argument(
+        "--encrypt", action="store_true", help="encrypt each object before it leaves AWS"
+    )
+    set_parser.set_defaults(func=run_set)
+
+    show = commands.add_parser("show", help="an owner's destination (never the secret)")
+    show.add_argument("--owner", required=True)
+    show.set_defaults(func=run_show)
+
+    restore = commands.add_parser(
+        "restore", help="read an image's backup back, check it and write it to a file"
+    )
+    restore.add_argument("image_id", metavar="IMAGE_ID")
+    restore.add_argument("--to", dest="to", metavar="FILE", required=True, type=Path)
+    restore.set_defaults(func=run_restore)
+
+    verify = commands.add_parser(
+        "verify", help="read an image's backup and compare it with the image, writing nothing"
+    )
+    verify.add_argument("image_id", metavar="IMAGE_ID")
+    verify.set_defaults(func=run_verify)
+
+
+def _secret(value: str) -> str:
+    if value != "-":
+        return value
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise CommandError("no secret access key on standard input")
+    return secret
+
+
+def run_set(args: argparse.Namespace, ctx: CommandContext) -> int:
+    request = DestinationRequest(
+        owner=args.owner,
+        bucket=args.bucket,
+        credentials=DestinationCredentials(
+            access_key_id=args.access_key_id,
+            secret_access_key=SecretStr(_secret(args.secret_access_key)),
+        ),
+        endpoint_url=args.destination_endpoint,
+        region=args.region,
+        prefix=args.prefix,
+        path_style=args.path_style,
+        encrypt=args.encrypt,
+    )
+    try:
+        saved = configure_destination(ctx.settings, request)
+    except PixflareError as err:
+        raise CommandError(f"backup destination not saved: {err}") from None
+    public = saved.to_public()
+    ctx.emit(
+        {**public, "checked": True},
+        lambda: (
+            f"backup destination for {saved.owner} saved: {public['endpoint']} "
+            f"bucket {saved.bucket} prefix {saved.prefix or '(none)'}"
+            f"{' (encrypted)' if saved.encrypt else ''}; test write, read and delete passed"
+        ),
+    )
+    return 0
+
+
+def run_show(args: argparse.Namespace, ctx: CommandContext) -> int:
+    try:
+        destination = DestinationRepository(ctx.settings.require("destinations_table")).get(
+            args.owner
+        )
+    except PixflareError as err:
+        raise CommandError(str(err)) from None
+    if destination is None:
+        raise CommandError(f"owner {args.owner} has no backup destination")
+    public = destination.to_public()
+    ctx.emit(public, lambda: "\n".join(f"{key}: {value}" for key, value in public.items()))
+    return 0
+
+
+def _image_id(value: str) -> str:
+    try:
+        return validate_image_id(value)
+    except InvalidNameError as err:
+        raise CommandError(str(err)) from None
+
+
+def run_restore(args: argparse.Namespace, ctx: CommandContext) -> int:
+    image_id = _image_id(args.image_id)
+    target: Path = args.to
+    try:
+        check = restore_backup(ctx.settings, image_id, target)
+    except PixflareError as err:
+        raise CommandError(f"restore failed, nothing written: {err}") from None
+    ctx.emit(
+        {**check.to_dict(), "file": str(target)},
+        f"restored {image_id} to {target}: {check.size} bytes, SHA-256 {check.sha256} matches",
+    )
+    return 0
+
+
+def run_verify(args: argparse.Namespace, ctx: CommandContext) -> int:
+    image_id = _image_id(args.image_id)
+    try:
+        check = verify_backup(ctx.settings, image_id)
+    except PixflareError as err:
+        raise CommandError(f"backup of {image_id} failed verification: {err}") from None
+    ctx.emit(
+        check.to_dict(),
+        f"backup of {image_id} at {check.bucket}/{check.key} matches: "
+        f"{check.size} bytes, SHA-256 {check.sha256}"
+        f"{', decrypted' if check.encrypted else ''}",
+    )
+    return 0

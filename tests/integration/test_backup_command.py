@@ -1,0 +1,190 @@
+"""`pixflare backup set | show | restore | verify` against moto and an S3 target on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambdas.backup import handler as backup_handler
+from lambdas.shared.config import load_settings
+from lambdas.shared.uploads import store_upload
+from pixflare.commands import backup as backup_command
+from pixflare.context import CommandContext, CommandError
+from tests.conftest import use_env
+from tests.support.aws_resources import Resources, receive_all
+from tests.support.events import FakeLambdaContext, event_from_received
+from tests.support.s3_target import S3Target, closed_port
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[S3Target]:
+    with S3Target(bucket="cli-backups", auth=True) as server:
+        yield server
+
+
+@pytest.fixture
+def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
+    use_env(monkeypatch, aws.env("backup"))
+    return aws
+
+
+class Pixflare:
+    """Runs `pixflare backup ...` the way the CLI does: parse, then call ``func`` with a context."""
+
+    def __init__(self) -> None:
+        self.parser = argparse.ArgumentParser(prog="pixflare")
+        backup_command.register(self.parser.add_subparsers(dest="command", required=True))
+
+    def __call__(self, *argv: str, json_output: bool = True) -> tuple[int, Any, str]:
+        args = self.parser.parse_args(list(argv))
+        out, err = io.StringIO(), io.StringIO()
+        ctx = CommandContext(load_settings(), json_output=json_output, stdout=out, stderr=err)
+        try:
+            code = args.func(args, ctx)
+        except CommandError as failure:
+            return failure.exit_code, None, str(failure)
+        text = out.getvalue()
+        return code, json.loads(text) if json_output else text, err.getvalue()
+
+
+@pytest.fixture
+def pixflare() -> Pixflare:
+    return Pixflare()
+
+
+def set_args(target: S3Target, owner: str, *extra: str, **overrides: str) -> list[str]:
+    values = {
+        "--owner": owner,
+        "--endpoint": target.endpoint,
+        "--bucket": target.bucket,
+        "--access-key-id": target.access_key_id,
+        "--secret-access-key": target.secret_access_key,
+    }
+    values.update({f"--{k.replace('_', '-')}": v for k, v in overrides.items()})
+    return ["backup", "set", *[p for kv in values.items() for p in kv], "--path-style", *extra]
+
+
+def test_set_checks_saves_and_never_shows_the_secret(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, saved, _ = pixflare(*set_args(target, "me", "--encrypt", prefix="pixflare"))
+    assert code == 0
+    assert saved["checked"] is True
+    assert saved["encrypt"] is True
+    assert saved["prefix"] == "pixflare/"
+    # The check left nothing behind at the destination
+    assert target.objects() == {}
+
+    code, shown, _ = pixflare("backup", "show", "--owner", "me")
+    assert code == 0
+    assert shown["endpoint"] == target.endpoint
+    assert shown["bucket"] == target.bucket
+    assert target.secret_access_key not in json.dumps(shown) + json.dumps(saved)
+    # and the table holds only ciphertext
+    import boto3
+
+    item = boto3.client("dynamodb").get_item(
+        TableName=env.tables["destinations"], Key={"owner": {"S": "me"}}
+    )["Item"]
+    assert item["kind"] == {"S": "destination"}
+    assert target.secret_access_key not in json.dumps(item, default=repr)
+
+
+def test_set_says_when_the_endpoint_is_unreachable(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    code, _, message = pixflare(*set_args(target, "me", endpoint=endpoint))
+    assert code == 1
+    assert f"cannot reach {endpoint}" in message
+    assert pixflare("backup", "show", "--owner", "me")[0] == 1  # nothing saved
+
+
+def test_set_says_when_the_credentials_are_wrong(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, _, message = pixflare(
+        *set_args(target, "me", secret_access_key="not-the-secret-" + "x" * 20)
+    )
+    assert code == 1
+    assert "rejected the credentials (SignatureDoesNotMatch)" in message
+    assert "not-the-secret" not in message
+
+    code, _, message = pixflare(*set_args(target, "me", access_key_id="AKIAUNKNOWNKEY000000"))
+    assert code == 1
+    assert "rejected the credentials (InvalidAccessKeyId)" in message
+
+
+def test_set_says_when_the_bucket_does_not_exist(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, _, message = pixflare(*set_args(target, "me", bucket="no-such-bucket"))
+    assert code == 1
+    assert "bucket 'no-such-bucket' does not exist" in message
+
+
+def test_set_rejects_a_malformed_endpoint_before_any_call(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, _, message = pixflare(*set_args(target, "me", endpoint="127.0.0.1:9000"))
+    assert code == 1
+    assert "must be an http:// or https:// URL" in message
+
+
+def test_restore_and_verify_commands(
+    env: Resources, target: S3Target, pixflare: Pixflare, tmp_path: Path
+) -> None:
+    # Given a new user's flow: set an encrypted destination, upload a photo, let it sync
+    assert pixflare(*set_args(target, "newuser", "--encrypt"))[0] == 0
+    data = b"\xff\xd8\xff\xe0" + random.Random(5).randbytes(150_000)
+    upload = store_upload(load_settings(), data, owner="newuser", album="trip", filename="p.jpg")
+    messages = receive_all(env.queue_urls["backup"])
+    response = backup_handler.handler(
+        event_from_received(messages, env.queue_arns["backup"]), FakeLambdaContext(60_000)
+    )
+    assert response == {"batchItemFailures": []}
+    image_id = upload.record.image_id
+
+    # When they verify and restore it
+    code, verified, _ = pixflare("backup", "verify", image_id)
+    assert code == 0
+    assert verified["ok"] is True
+    assert verified["encrypted"] is True
+    out = tmp_path / "p.jpg"
+    code, restored, _ = pixflare("backup", "restore", image_id, "--to", str(out))
+
+    # Then they get the same bytes back
+    assert code == 0
+    assert restored["sha256"] == upload.record.sha256
+    assert out.read_bytes() == data
+    code, human, _ = pixflare("backup", "verify", image_id, json_output=False)
+    assert "matches" in human
+
+    # And a spoiled backup is reported, not restored
+    key = "newuser/trip/p.jpg"
+    stored, metadata = target.read(key)
+    target.write(key, stored[:-1], metadata)
+    code, _, message = pixflare("backup", "verify", image_id)
+    assert code == 1
+    assert "failed verification" in message
+    spoiled_out = tmp_path / "again.jpg"
+    code, _, message = pixflare("backup", "restore", image_id, "--to", str(spoiled_out))
+    assert code == 1
+    assert "nothing written" in message
+    assert not spoiled_out.exists()
+
+
+def test_restore_of_an_unknown_image_is_a_clear_error(env: Resources, pixflare: Pixflare) -> None:
+    code, _, message = pixflare("backup", "restore", "0" * 32, "--to", "/tmp/never-written")
+    assert code == 1
+    assert "no image" in message
+    code, _, message = pixflare("backup", "verify", "not-an-id")
+    assert code == 1
+    assert "imageId must be" in message
