@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
@@ -50,12 +51,13 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat  # noqa: E402
 
 from lambdas.variant.engine import (  # noqa: E402
+    PNG_COMPRESS_LEVEL,
     QUALITY,
     VARIANTS,
+    WEBP_METHOD,
     VariantSpec,
     render_variants,
 )
-from lambdas.variant.engine import PNG_COMPRESS_LEVEL, WEBP_METHOD  # noqa: E402
 
 try:
     import pyvips
@@ -139,9 +141,7 @@ def make_inputs(quick: bool) -> list[Input]:
     exif[0x0112] = 6
     buf = io.BytesIO()
     photo_like(w, h, 3).save(buf, "JPEG", quality=90, progressive=True, exif=exif.tobytes())
-    out.append(
-        Input("pjpeg12", buf.getvalue(), f"{w}x{h} progressive JPEG, EXIF orientation 6")
-    )
+    out.append(Input("pjpeg12", buf.getvalue(), f"{w}x{h} progressive JPEG, EXIF orientation 6"))
 
     w, h = dims(3464, 2309)
     buf = io.BytesIO()
@@ -235,8 +235,10 @@ def vips(data: bytes, threads: int) -> dict[str, bytes]:
     for spec in sorted(VARIANTS, key=lambda s: -s.width):
         size, _ = target(spec, width, height)
         if spec.height is None:
-            im = previous if size[0] == previous.width else previous.thumbnail_image(
-                size[0], height=10_000_000, size="down"
+            im = (
+                previous
+                if size[0] == previous.width
+                else previous.thumbnail_image(size[0], height=10_000_000, size="down")
             )
             im = im.copy_memory()
             previous = im
@@ -250,14 +252,18 @@ def vips(data: bytes, threads: int) -> dict[str, bytes]:
 # Measuring
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: imports, caches, first-touch allocations
-    times = []
+def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, the contenders taking turns in
+    every round so that a busy machine slows them alike."""
+    for fn in fns.values():
+        fn()  # warm-up: imports, caches, first-touch allocations
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def child_rss(path: Path, threads: int, with_boto3: bool) -> dict[str, float]:
@@ -349,11 +355,12 @@ def main() -> int:
     speed: dict[tuple[str, int], dict[str, float]] = {}
     for inp in inputs:
         for threads in (1, 2):
-            row = {"ours": median_time(lambda: ours(inp.data, threads), repeats)}
+            fns: dict[str, Callable[[], object]] = {"ours": partial(ours, inp.data, threads)}
             if pyvips is not None:
-                row["vips"] = median_time(lambda: vips(inp.data, threads), repeats)
+                fns["vips"] = partial(vips, inp.data, threads)
+            row = median_times(fns, repeats)
             if not args.no_naive:
-                row["naive"] = median_time(lambda: naive(inp.data, threads), naive_repeats)
+                row |= median_times({"naive": partial(naive, inp.data, threads)}, naive_repeats)
             speed[(inp.name, threads)] = row
             v, n = row.get("vips"), row.get("naive")
             print(
@@ -408,7 +415,9 @@ def main() -> int:
             for threads in (1, 2):
                 r = speed[(inp.name, threads)]
                 ratio = r["ours"] / r["vips"]
-                results.append((f"ours/libvips {inp.name}, {threads} thr", ratio, 1.3, ratio <= 1.3))
+                results.append(
+                    (f"ours/libvips {inp.name}, {threads} thr", ratio, 1.3, ratio <= 1.3)
+                )
     if not args.no_naive:
         for (name, threads), r in speed.items():
             ratio = r["ours"] / r["naive"]

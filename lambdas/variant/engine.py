@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,14 +102,23 @@ PNG_COMPRESS_LEVEL: Final = 1
 WEBP_METHOD: Final = 2
 
 Resample = Image.Resampling
-# Final filtered step. Its input is at most twice the output size (the
-# pyramid takes care of larger steps), where Pillow's bicubic is within a
-# hair of Lanczos (bench/variants.py measures it against a full-resolution
-# Lanczos reference) and about 40% cheaper.
-_FILTER: Final = Resample.BICUBIC
-# A source is used for a variant when it is at least this many times the
-# variant's size on both axes; smaller ratios go to the next larger source.
-_MIN_SOURCE_RATIO: Final = 1.0
+# How each variant is resized. The pyramid (box halving with reduce()) and
+# the larger variants already made are candidate sources; a variant is made
+# from the smallest one that is at least ``ratio`` times its size, by one
+# filtered resize. Large variants carry the cost and JPEG's own loss at
+# their size hides small filter differences, so they take the cheaper
+# filter straight from the nearest source; small variants are cheap, and
+# there a coarser pyramid step would show, so they keep a wider gap and
+# LANCZOS. bench/variants.py measures both choices against a
+# full-resolution LANCZOS reference.
+_LARGE_PIXELS: Final = 400_000
+_LARGE_STEP: Final = (1.0, Resample.BILINEAR)
+_SMALL_STEP: Final = (2.0, Resample.LANCZOS)
+
+
+def _step(size: tuple[int, int]) -> tuple[float, Resample]:
+    return _LARGE_STEP if size[0] * size[1] >= _LARGE_PIXELS else _SMALL_STEP
+
 
 Image.init()  # register every plugin now, so formats= below finds them
 _ALLOWED_FORMATS: Final = tuple(
@@ -447,22 +457,21 @@ class _Sources:
             self.items.append(self._pyramid_tip)
 
     def best(
-        self, box: tuple[float, float, float, float], size: tuple[int, int]
+        self, box: tuple[float, float, float, float], size: tuple[int, int], ratio: float
     ) -> tuple[Image.Image, tuple[float, float, float, float]]:
         """The smallest source whose copy of ``box`` is still at least
-        ``size`` (times _MIN_SOURCE_RATIO), with the box in its coordinates."""
+        ``ratio`` times ``size``, with the box in its coordinates (the decoded
+        base when none is)."""
         bw, bh = box[2] - box[0], box[3] - box[1]
         fw, fh = self.full
         # The pyramid is grown until its tip would be too small for this box.
-        self._grow_pyramid(
-            size[0] * _MIN_SOURCE_RATIO * fw / bw, size[1] * _MIN_SOURCE_RATIO * fh / bh
-        )
+        self._grow_pyramid(size[0] * ratio * fw / bw, size[1] * ratio * fh / bh)
         best: _Source | None = None
         for src in self.items:
             sx, sy = src.scale()
-            if bw * sx + 1e-6 < size[0] * _MIN_SOURCE_RATIO and src is not self.items[0]:
+            if bw * sx + 1e-6 < size[0] * ratio and src is not self.items[0]:
                 continue
-            if bh * sy + 1e-6 < size[1] * _MIN_SOURCE_RATIO and src is not self.items[0]:
+            if bh * sy + 1e-6 < size[1] * ratio and src is not self.items[0]:
                 continue
             if (
                 best is None
@@ -474,12 +483,39 @@ class _Sources:
         return best.image, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
+_STRIP_MIN_PIXELS: Final = 200_000
+
+
 def _resize(
-    src: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]
+    src: Image.Image,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    resample: Resample,
+    pool: ThreadPoolExecutor | None = None,
+    parts: int = 1,
 ) -> Image.Image:
+    """``box`` of ``src`` resized to ``size``; with a pool, large outputs are
+    made as horizontal strips in parallel (each strip's filter still reads
+    the source rows around it, so the seams are invisible)."""
     if src.size == size and box == (0.0, 0.0, float(src.width), float(src.height)):
         return src
-    return src.resize(size, _FILTER, box=box)
+    width, height = size
+    parts = min(parts, height)
+    if pool is None or parts < 2 or width * height < _STRIP_MIN_PIXELS:
+        return src.resize(size, resample, box=box)
+    x0, y0, x1, y1 = box
+    step = (y1 - y0) / height
+    cuts = [round(i * height / parts) for i in range(parts + 1)]
+
+    def strip(r0: int, r1: int) -> Image.Image:
+        return src.resize((width, r1 - r0), resample, box=(x0, y0 + r0 * step, x1, y0 + r1 * step))
+
+    futures = [pool.submit(strip, r0, r1) for r0, r1 in itertools.pairwise(cuts[1:])]
+    out = Image.new(src.mode, size)
+    out.paste(strip(cuts[0], cuts[1]), (0, 0))
+    for r0, fut in zip(cuts[1:-1], futures, strict=True):
+        out.paste(fut.result(), (0, r0))
+    return out
 
 
 def render_variants(
@@ -514,6 +550,11 @@ def _render(
 ) -> dict[str, Rendition]:
     im = _open(data, max_pixels)
     source_format = im.format or ""
+    is_jpeg = source_format in ("JPEG", "MPO")
+    if not is_jpeg:
+        # Other formats may keep EXIF after the pixels (PNG's eXIf chunk),
+        # and reading it would decode them outside _load's error handling.
+        _load(im)
     orientation = _orientation(im)
     stored_w, stored_h = im.size
     swap = orientation in (5, 6, 7, 8)
@@ -526,12 +567,14 @@ def _render(
         bw, bh = p.box[2] - p.box[0], p.box[3] - p.box[1]
         need = max(need, p.size[0] / bw, p.size[1] / bh)
     need = min(need, 1.0)
-    if source_format in ("JPEG", "MPO"):
+    if is_jpeg:
+        # DCT scaling: the decoder delivers the smallest 1/2, 1/4 or 1/8
+        # scale that is still at least the size asked for.
         im.draft(
             im.mode if im.mode in ("L", "RGB", "CMYK") else None,
             (max(1, math.ceil(stored_w * need)), max(1, math.ceil(stored_h * need))),
         )
-    _load(im)
+        _load(im)
     icc = im.info.get("icc_profile")
     base = _normalise_mode(im)
     if icc and "icc_profile" not in base.info:
@@ -541,6 +584,11 @@ def _render(
     if not has_alpha and base.mode in ("RGBA", "LA"):
         base = base.convert(base.mode[:-1])
     out_format = _output_format(source_format, has_alpha)
+    if has_alpha:
+        # Premultiply once: resize() and reduce() would otherwise convert the
+        # whole source to premultiplied form on every call.
+        straight = base.mode
+        base = base.convert("RGBa" if straight == "RGBA" else "La")
     base.info = {}  # metadata never travels: every derived image starts empty
     transpose = _TRANSPOSE[orientation]
 
@@ -549,6 +597,8 @@ def _render(
     order = sorted(plans, key=lambda p: p.size[0] * p.size[1], reverse=True)
 
     def finish(img: Image.Image, fmt: OutputFormat) -> Rendition:
+        if img.mode in ("RGBa", "La"):
+            img = img.convert(straight)
         if colour is not None:
             img = colour(img)
         if transpose is not None:
@@ -578,8 +628,9 @@ def _render(
                 alias_of[p.spec.name] = first_with[key]
                 continue
             first_with[key] = p.spec.name
-            src, box = sources.best(stored_box, size)
-            img = _resize(src, box, size)
+            ratio, resample = _step(size)
+            src, box = sources.best(stored_box, size, ratio)
+            img = _resize(src, box, size, resample, pool, threads)
             if not p.spec.cover and img is not src:
                 sources.add(img)
             if pool is None:
