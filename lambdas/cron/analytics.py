@@ -192,15 +192,15 @@ class AnalyticsJob:
         now: datetime,
         *,
         day: date | None = None,
-        images_page_size: int = IMAGES_PAGE_SIZE,
-        owners_page_size: int = OWNERS_PAGE_SIZE,
+        images_page_size: int | None = None,
+        owners_page_size: int | None = None,
     ) -> None:
         self.settings = settings
         self.day = day or rollup_day(now)
         self.table = settings.require("stats_table")
         self.computed_at = iso(now)
-        self.images_page_size = images_page_size
-        self.owners_page_size = owners_page_size
+        self.images_page_size = images_page_size or IMAGES_PAGE_SIZE
+        self.owners_page_size = owners_page_size or OWNERS_PAGE_SIZE
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:
         phase = cursor.get("phase", "images")

@@ -41,7 +41,8 @@ from lambdas.shared.messages import BackupJob
 
 # 50 images x 9 keys fit one DeleteObjects call; 50 records + 50 claims fit one
 # transaction (DynamoDB allows 100 actions).
-EXPIRED_PAGE_SIZE = 50
+MAX_IMAGES_PER_TRANSACTION = 50
+EXPIRED_PAGE_SIZE = MAX_IMAGES_PER_TRANSACTION
 LIST_PAGE_SIZE = 1000
 ORPHAN_GRACE = timedelta(hours=24)
 # A backup may exist at the destination in these states (none / deleted: nothing to remove).
@@ -150,16 +151,18 @@ class CleanupJob:
         settings: Settings,
         now: datetime,
         *,
-        expired_page_size: int = EXPIRED_PAGE_SIZE,
-        list_page_size: int = LIST_PAGE_SIZE,
+        expired_page_size: int | None = None,
+        list_page_size: int | None = None,
         grace: timedelta = ORPHAN_GRACE,
     ) -> None:
         self.settings = settings
         self.now = now
         self.bucket = settings.require("images_bucket")
         self.images = ImageRepository(settings.require("images_table"))
-        self.expired_page_size = min(expired_page_size, EXPIRED_PAGE_SIZE)
-        self.list_page_size = list_page_size
+        self.expired_page_size = min(
+            expired_page_size or EXPIRED_PAGE_SIZE, MAX_IMAGES_PER_TRANSACTION
+        )
+        self.list_page_size = list_page_size or LIST_PAGE_SIZE
         self.grace = grace
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:

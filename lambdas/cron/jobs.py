@@ -1,0 +1,67 @@
+"""Which job a name means, and running one against given settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from lambdas.cron.analytics import AnalyticsJob
+from lambdas.cron.backup_sync import BackupSyncJob
+from lambdas.cron.cleanup import CleanupJob
+from lambdas.cron.runner import (
+    JOB_NAMES,
+    Budget,
+    CronJob,
+    RemainingTime,
+    RunReport,
+    queue_continuation,
+    run_job,
+)
+from lambdas.shared.config import Settings
+from lambdas.shared.errors import PermanentError
+
+
+class UnknownJobError(PermanentError):
+    """A job name that is not one of the three daily jobs."""
+
+
+def build_job(
+    name: str, settings: Settings, now: datetime, budget: Budget | None = None
+) -> CronJob:
+    if name == "cleanup":
+        return CleanupJob(settings, now)
+    if name == "analytics":
+        return AnalyticsJob(settings, now)
+    if name == "backup-sync":
+        # Its remote HEADs check the clock themselves: a slow destination is slow per call.
+        return BackupSyncJob(
+            settings, now, remaining_ms=budget.remaining_ms if budget else lambda: None
+        )
+    raise UnknownJobError(f"unknown job {name!r}; expected one of {', '.join(JOB_NAMES)}")
+
+
+def run_in_lambda(
+    name: str,
+    settings: Settings,
+    now: datetime,
+    context: RemainingTime | None,
+    *,
+    cursor: Mapping[str, Any] | None = None,
+    first_step: int = 1,
+) -> RunReport:
+    """Run while the invocation has time, then continue through the cron queue."""
+    budget = Budget(context)
+    return run_job(
+        build_job(name, settings, now, budget),
+        now=now,
+        cursor=cursor,
+        first_step=first_step,
+        budget=budget,
+        continue_with=queue_continuation(settings),
+    )
+
+
+def run_to_completion(name: str, settings: Settings, now: datetime) -> RunReport:
+    """No deadline (the CLI): every step in this process, bounded by the step limit."""
+    return run_job(build_job(name, settings, now), now=now, budget=Budget(None))
