@@ -95,7 +95,8 @@ def parse_now(value: str | None, *, default: datetime | None = None) -> datetime
 
 
 class Budget:
-    """Whether another step fits: Lambda's remaining time minus a margin, and a step limit."""
+    """Whether another step fits: Lambda's remaining time, less a margin and the longest
+    step seen so far in this invocation, and a step limit."""
 
     def __init__(
         self,
@@ -107,6 +108,8 @@ class Budget:
         self.context = context
         self.margin_ms = margin_ms
         self.max_steps = max_steps
+        self.longest_step_ms = 0
+        self._last_remaining: int | None = None
 
     def remaining_ms(self) -> int | None:
         if self.context is None:
@@ -116,12 +119,17 @@ class Budget:
     def allows_another_step(self, steps_done: int) -> bool:
         if steps_done >= self.max_steps:
             return False
+        remaining = self.remaining_ms()
+        if remaining is None:
+            return True
+        if self._last_remaining is not None:
+            self.longest_step_ms = max(self.longest_step_ms, self._last_remaining - remaining)
+        self._last_remaining = remaining
         # The first step of an invocation always runs: a fresh invocation has its
         # whole timeout, and refusing it would send continuations that never progress.
         if steps_done == 0:
             return True
-        remaining = self.remaining_ms()
-        return remaining is None or remaining > self.margin_ms
+        return remaining - self.longest_step_ms > self.margin_ms
 
 
 Continue = Callable[[CronContinuation], str | None]
