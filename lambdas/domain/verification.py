@@ -91,7 +91,8 @@ def decide(verdict: Verdict, *, attempt: int, max_checks: int, interval_seconds:
         return Block(reason)
     if attempt < max_checks:
         return Recheck(attempt + 1, interval_seconds, reason)
-    return Fail(f"not verified after {attempt} checks: {reason}")
+    checks = "check" if attempt == 1 else "checks"
+    return Fail(f"not verified after {attempt} {checks}: {reason}")
 
 
 Enqueue = Callable[[DomainCheck, int], object]  # (next check, delay seconds)

@@ -55,10 +55,10 @@ def _progress_text(view: DomainView) -> str:
     return line
 
 
-def _human(view: DomainView, *, intro: str) -> str:
+def _human(view: DomainView, *, intro: str, queued_here: bool = False) -> str:
     parts = [intro, _records_text(view), _progress_text(view)]
-    if view.record.status == "pending" and not view.check_enqueued and view.record.checks == 0:
-        parts.append("  no check is queued yet (queues disabled?); add it again to queue one")
+    if queued_here and view.created and not view.check_enqueued:
+        parts.append("  no check was queued (ENABLE_QUEUES is false); add it again to queue one")
     return "\n".join(parts)
 
 
@@ -72,7 +72,7 @@ def run_add(args: argparse.Namespace, ctx: CommandContext) -> int:
         if view.created
         else f"{view.record.hostname} was already added for {view.record.owner}; its records:"
     )
-    ctx.emit(view.to_dict(), lambda: _human(view, intro=intro))
+    ctx.emit(view.to_dict(), lambda: _human(view, intro=intro, queued_here=True))
     return 0
 
 

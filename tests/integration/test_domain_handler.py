@@ -1,0 +1,393 @@
+"""The domain queue end to end: moto queues and table, a real DNS server and a real
+Cloudflare-like HTTP server on loopback, the handler driven as Lambda's poller would."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from lambdas.domain import admin, handler
+from lambdas.domain.records import DomainRecord, DomainRepository
+from lambdas.shared import aws, worker
+from lambdas.shared.config import load_settings
+from lambdas.shared.messages import DomainCheck
+from pixflare.commands import domain as domain_command
+from pixflare.context import CommandContext
+from tests.conftest import use_env
+from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.cloudflare_api import FakeCloudflare
+from tests.support.dns_server import LoopbackDnsServer, TestZone
+from tests.support.events import FakeLambdaContext, event_from_received
+
+HOST = "cdn.example.test"
+TARGET = "fallback.pixflare.test"
+OWNER = "alice"
+MAX_DELIVERIES = 20  # every drive loop is bounded
+
+
+@pytest.fixture
+def zone() -> TestZone:
+    zone = TestZone("example.test", "pixflare.test")
+    zone.set(TARGET, "A", "192.0.2.10")
+    return zone
+
+
+@pytest.fixture
+def dns_server(zone: TestZone) -> Iterator[LoopbackDnsServer]:
+    with LoopbackDnsServer(zone) as server:
+        yield server
+
+
+@pytest.fixture
+def env(
+    aws: Resources, dns_server: LoopbackDnsServer, monkeypatch: pytest.MonkeyPatch
+) -> Resources:
+    use_env(
+        monkeypatch,
+        {
+            **aws.env("domain"),
+            "CUSTOM_DOMAIN_FALLBACK_CNAME": TARGET,
+            "PIXFLARE_DNS_NAMESERVERS": dns_server.nameserver,
+            "DOMAIN_CHECK_INTERVAL_SECONDS": "0",
+            "DOMAIN_MAX_CHECKS": "3",
+        },
+    )
+    # A transient failure's message comes back at once instead of after 30 s.
+    monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
+    return aws
+
+
+@pytest.fixture
+def cloudflare(env: Resources, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCloudflare]:
+    with FakeCloudflare() as fake:
+        use_env(
+            monkeypatch,
+            {
+                "CUSTOM_DOMAIN_PROVIDER": "cloudflare",
+                "CLOUDFLARE_API_BASE": fake.api_base,
+                "CLOUDFLARE_ZONE_ID": fake.zone_id,
+                "CLOUDFLARE_API_TOKEN": fake.token,
+            },
+        )
+        yield fake
+
+
+@pytest.fixture
+def sent_delays() -> list[int]:
+    """DelaySeconds of every SendMessage (the call still reaches moto)."""
+    delays: list[int] = []
+
+    def hook(params: dict[str, Any], **_: Any) -> None:
+        delays.append(int(params.get("DelaySeconds", 0)))
+
+    aws.sqs().meta.events.register("provide-client-params.sqs.SendMessage", hook)
+    return delays
+
+
+def deliver(env: Resources) -> dict[str, Any] | None:
+    """One poll of the domain queue into the handler; deletes what succeeded, like Lambda."""
+    queue = env.queue_urls["domain"]
+    messages = receive_all(queue, max_messages=5)
+    if not messages:
+        return None
+    response = handler.handler(
+        event_from_received(messages, env.queue_arns["domain"]), FakeLambdaContext()
+    )
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    sqs = boto3.client("sqs", region_name=REGION)
+    for message in messages:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return response
+
+
+def drive(env: Resources) -> int:
+    """Deliver until the queue is empty; the number of deliveries."""
+    for count in range(MAX_DELIVERIES):
+        if deliver(env) is None:
+            return count
+    raise AssertionError("the domain queue never drained")
+
+
+def record(hostname: str = HOST) -> DomainRecord:
+    found = DomainRepository(load_settings().domains_table).get(hostname)
+    assert found is not None
+    return found
+
+
+def create_records(zone: TestZone, view: admin.DomainView) -> None:
+    for dns_record in view.record.dns_records(view.target):
+        zone.set(dns_record["name"], dns_record["type"], dns_record["value"])
+
+
+def run_command(func: Any, **arguments: Any) -> dict[str, Any]:
+    out = io.StringIO()
+    ctx = CommandContext(settings=load_settings(), json_output=True, stdout=out)
+    assert func(argparse.Namespace(**arguments), ctx) == 0
+    document: dict[str, Any] = json.loads(out.getvalue())
+    return document
+
+
+def queued_checks(env: Resources) -> list[DomainCheck]:
+    return [
+        DomainCheck.model_validate_json(m["Body"])
+        for m in receive_all(env.queue_urls["domain"], max_messages=10)
+    ]
+
+
+# -- the user's path -----------------------------------------------------------------------
+def test_new_user_adds_a_domain_creates_records_and_sees_it_active(
+    env: Resources, zone: TestZone
+) -> None:
+    # Given a user adds their subdomain
+    added = run_command(domain_command.run_add, hostname="CDN.Example.test", owner=OWNER)
+    assert added["hostname"] == HOST
+    assert added["status"] == "pending"
+    cname, txt = added["records"]
+    assert cname == {"type": "CNAME", "name": HOST, "value": TARGET}
+    assert txt["type"] == "TXT"
+    assert txt["name"] == f"_pixflare-verify.{HOST}"
+    assert len(txt["value"]) >= 22  # at least 128 bits, base64url
+
+    # When the first check runs before they created anything
+    assert deliver(env) == {"batchItemFailures": []}
+    status = run_command(domain_command.run_status, hostname=HOST)
+    assert (status["status"], status["checks"]) == ("pending", 1)
+    assert "NXDOMAIN" in status["last_error"]
+
+    # And they then create the two records on their DNS server
+    for item in added["records"]:
+        zone.set(item["name"], item["type"], item["value"])
+    assert drive(env) == 1
+
+    # Then the next check finds them and the domain is active
+    status = run_command(domain_command.run_status, hostname=HOST)
+    assert status["status"] == "active"
+    assert status["checks"] == 2
+    assert status["last_error"] is None
+    assert status["provider"] == "dns-only"
+    assert queued_checks(env) == []
+
+
+def test_never_valid_domain_fails_after_exactly_max_checks(
+    env: Resources, zone: TestZone, sent_delays: list[int]
+) -> None:
+    # Given a domain whose CNAME points elsewhere for good (max 3 checks, interval 0)
+    view = admin.add_domain(load_settings(), HOST, OWNER)
+    zone.set(HOST, "CNAME", "elsewhere.example.net")
+    zone.set(f"_pixflare-verify.{HOST}", "TXT", view.record.token)
+
+    # When the queue is drained
+    deliveries = drive(env)
+
+    # Then exactly three checks ran and the domain failed with the last reason
+    assert deliveries == 3
+    assert [q for q in zone.queries if q[:2] == (HOST, "CNAME")] == [(HOST, "CNAME", "udp")] * 3
+    final = record()
+    assert final.status == "failed"
+    assert final.checks == 3
+    assert final.last_error == (
+        "not verified after 3 checks: "
+        f"CNAME {HOST} points to elsewhere.example.net, expected {TARGET}"
+    )
+    # first check (add) + two re-checks, each re-check delayed by the interval
+    assert sent_delays == [0, 0, 0]
+
+
+def test_recheck_is_sent_with_the_interval_as_delay(
+    env: Resources, monkeypatch: pytest.MonkeyPatch, sent_delays: list[int]
+) -> None:
+    use_env(monkeypatch, {"DOMAIN_CHECK_INTERVAL_SECONDS": "30"})
+    admin.add_domain(load_settings(), HOST, OWNER)
+    deliver(env)
+    assert sent_delays == [0, 30]
+    # moto honours the delay: the re-check is not visible yet
+    assert receive_all(env.queue_urls["domain"]) == []
+    assert record().checks == 1
+
+
+def test_recheck_starts_a_new_round_and_old_messages_are_ignored(
+    env: Resources, zone: TestZone
+) -> None:
+    view = admin.add_domain(load_settings(), HOST, OWNER)
+    drive(env)
+    assert record().status == "failed"
+
+    # When the user fixes DNS and asks for a new round
+    create_records(zone, view)
+    rechecked = run_command(domain_command.run_recheck, hostname=HOST)
+    assert (rechecked["status"], rechecked["checks"], rechecked["round"]) == ("pending", 0, 2)
+    # and a stray check from round 1 arrives too
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=env.queue_urls["domain"],
+        MessageBody=DomainCheck(hostname=HOST, owner=OWNER, attempt=2, round=1).to_body(),
+    )
+    drive(env)
+
+    final = record()
+    assert (final.status, final.round, final.checks) == ("active", 2, 1)
+
+
+def test_recheck_of_a_pending_domain_is_refused(env: Resources) -> None:
+    admin.add_domain(load_settings(), HOST, OWNER)
+    with pytest.raises(admin.RecheckRefusedError, match="already being checked"):
+        admin.recheck_domain(load_settings(), HOST)
+
+
+# -- safe to run twice ----------------------------------------------------------------------
+def test_duplicate_delivery_does_nothing_twice(
+    env: Resources, monkeypatch: pytest.MonkeyPatch, zone: TestZone
+) -> None:
+    # Without the idempotency table the record's conditions alone must hold
+    monkeypatch.delenv("IDEMPOTENCY_TABLE")
+    use_env(monkeypatch, {})
+    admin.add_domain(load_settings(), HOST, OWNER)
+    # the same first check sent a second time
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=env.queue_urls["domain"],
+        MessageBody=DomainCheck(hostname=HOST, owner=OWNER, attempt=1).to_body(),
+    )
+    response = deliver(env)
+    assert response == {"batchItemFailures": []}
+
+    # One check counted, one re-check queued
+    assert record().checks == 1
+    assert [(c.attempt, c.round) for c in queued_checks(env)] == [(2, 1)]
+
+
+def test_lost_followup_send_is_resent_on_retry(env: Resources, zone: TestZone) -> None:
+    admin.add_domain(load_settings(), HOST, OWNER)
+    failures = {"left": 1}
+
+    def fail_once(**_: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise EndpointConnectionError(endpoint_url="https://sqs.test")
+
+    # Given the re-check's send fails once (after the check was recorded)
+    aws.sqs().meta.events.register("before-call.sqs.SendMessage", fail_once)
+    first = deliver(env)
+    assert first is not None
+    assert len(first["batchItemFailures"]) == 1
+    assert (record().checks, record().followup_sent) == (1, False)
+
+    # When the message comes back
+    assert deliver(env) == {"batchItemFailures": []}
+
+    # Then only the follow-up was sent: DNS was asked once, one re-check is queued
+    assert [q for q in zone.queries if q[:2] == (HOST, "CNAME")] == [(HOST, "CNAME", "udp")]
+    assert (record().checks, record().followup_sent) == (1, True)
+    assert [c.attempt for c in queued_checks(env)] == [2]
+
+
+def test_check_for_a_removed_record_is_dropped(env: Resources) -> None:
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=env.queue_urls["domain"],
+        MessageBody=DomainCheck(hostname="gone.example.test", owner=OWNER, attempt=1).to_body(),
+    )
+    assert drive(env) == 1
+    assert receive_all(env.dlq_urls["domain"]) == []
+
+
+# -- Cloudflare for SaaS --------------------------------------------------------------------
+def test_cloudflare_creates_the_custom_hostname_and_it_is_active(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare
+) -> None:
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+    drive(env)
+    final = record()
+    assert (final.status, final.provider, final.checks) == ("active", "cloudflare", 1)
+    assert cloudflare.requests == [
+        ("GET", f"/client/v4/zones/{cloudflare.zone_id}/custom_hostnames"),
+        ("POST", f"/client/v4/zones/{cloudflare.zone_id}/custom_hostnames"),
+    ]
+    assert [h["hostname"] for h in cloudflare.hostnames.values()] == [HOST]
+
+
+def test_cloudflare_pending_then_active(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare
+) -> None:
+    cloudflare.statuses = ["pending", "active"]
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+
+    deliver(env)
+    assert record().status == "pending"
+    assert record().last_error == (
+        "Cloudflare custom hostname status pending (certificate pending_validation): "
+        "custom hostname not yet seen"
+    )
+    drive(env)
+
+    assert (record().status, record().checks) == ("active", 2)
+    methods = [method for method, _ in cloudflare.requests]
+    assert methods == ["GET", "POST", "GET", "PATCH"]
+
+
+def test_cloudflare_5xx_is_retried_then_succeeds(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare
+) -> None:
+    cloudflare.fail_next = [503]
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+
+    first = deliver(env)
+    assert first is not None
+    assert len(first["batchItemFailures"]) == 1
+    assert (record().status, record().checks) == ("pending", 0)  # a retry, not a check
+
+    drive(env)
+    assert (record().status, record().checks) == ("active", 1)
+
+
+def test_cloudflare_403_goes_to_the_dlq_and_never_leaks_the_token(
+    env: Resources,
+    zone: TestZone,
+    cloudflare: FakeCloudflare,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN": "cf-revoked-token-value"})
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+
+    deliveries = drive(env)
+
+    # Three receives, then SQS moves it to the DLQ for a redrive after fixing the token
+    assert deliveries == 3
+    assert len(receive_all(env.dlq_urls["domain"])) == 1
+    assert (record().status, record().checks) == ("pending", 0)
+    logs = "\n".join(str(entry.__dict__) for entry in caplog.records)
+    assert "HTTP 403 10000 Authentication error (check the Cloudflare token" in logs
+    assert "cf-revoked-token-value" not in logs
+
+
+def test_cloudflare_blocked_hostname_is_recorded_as_blocked(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare
+) -> None:
+    cloudflare.statuses = ["blocked"]
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+    assert drive(env) == 1
+    final = record()
+    assert final.status == "blocked"
+    assert final.last_error is not None
+    assert "status blocked" in final.last_error
+    assert queued_checks(env) == []
+
+
+def test_cloudflare_token_from_secrets_manager(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="pixflare/cloudflare", SecretString=json.dumps({"token": cloudflare.token})
+    )["ARN"]
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN_SECRET_ARN": arn})
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+    drive(env)
+    assert record().status == "active"
+    assert set(cloudflare.authorizations) == {f"Bearer {cloudflare.token}"}
