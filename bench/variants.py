@@ -12,7 +12,8 @@ For each input made below and each thread allowance (1 and 2), in one run:
           shrink-on-load (thumbnail_buffer to the largest variant), kept in
           memory, then a chain of thumbnail_image from larger to smaller,
           cover crops with crop="centre", jpegsave Q=85 / pngsave / webpsave
-          with the same encoder settings as ours and keep=none (metadata
+          with the same encoder settings as ours (PNG: Sub filter, zlib
+          level 1) and keep=none (metadata
           off); libvips' thread pool set to N with pyvips.concurrency_set.
           The operation cache is off, so repeats do real work.
 
@@ -227,7 +228,7 @@ def vips(data: bytes, threads: int) -> dict[str, bytes]:
                 im = im.flatten(background=[255, 255, 255])
             return im.jpegsave_buffer(Q=QUALITY, keep=0, subsample_mode="on")
         if out == "PNG":
-            return im.pngsave_buffer(compression=PNG_COMPRESS_LEVEL, keep=0)
+            return im.pngsave_buffer(compression=PNG_COMPRESS_LEVEL, filter="sub", keep=0)
         return im.webpsave_buffer(Q=QUALITY, effort=WEBP_METHOD, keep=0)
 
     out: dict[str, bytes] = {}
