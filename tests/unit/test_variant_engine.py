@@ -231,6 +231,18 @@ def test_every_exif_orientation_comes_out_upright(orientation: int, fmt: str) ->
     assert_upright(Image.open(io.BytesIO(downscale_jpeg(data, 200))))
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("fmt", ["WEBP", "AVIF", "HEIF"])
+def test_orientation_in_other_containers(orientation: int, fmt: str) -> None:
+    if fmt == "HEIF" and not engine.HEIF_SUPPORTED:
+        pytest.skip("pillow-heif not installed")
+    stored, exif = stored_with_orientation(quadrants(160, 100), orientation)
+    out = render_variants(encode(stored, fmt, exif=exif, quality=95))
+    assert (out["w128"].width, out["w128"].height) == (128, 80)
+    assert_upright(opened(out["w128"]))
+    assert_upright(opened(out["thumb"]))
+
+
 def test_invalid_orientation_is_ignored() -> None:
     exif = Image.Exif()
     exif[0x0112] = 9
