@@ -148,7 +148,15 @@ def _has_credentials() -> bool:
 
 
 def prepare_environment(endpoint: str | None, region: str | None) -> None:
-    """Point the shared client factory at the target before any client exists."""
+    """Point the shared client factory at the target (clients are remade only if it moved)."""
+    watched = (
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    )
+    before = {name: os.environ.get(name) for name in watched}
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         # moto accepts any key; a newcomer with no AWS account has none.
@@ -160,7 +168,8 @@ def prepare_environment(endpoint: str | None, region: str | None) -> None:
     if region:
         os.environ["AWS_REGION"] = region
         os.environ["AWS_DEFAULT_REGION"] = region
-    reset_clients()
+    if {name: os.environ.get(name) for name in watched} != before:
+        reset_clients()
     reset_settings()
 
 

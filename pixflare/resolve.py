@@ -1,13 +1,16 @@
 """Settings for a target stack: resource names from its CloudFormation outputs.
 
-A deployed stack is found with ``describe_stacks``; the embedded local stack
-publishes the outputs of its template the same way on its endpoint, so one code
-path serves both. Runtime settings (ENABLE_AI_CLASSIFICATION, SOFT_DELETE_...)
-come from the caller's environment, as they do for a function.
+A deployed stack is found with ``describe_stacks``. The embedded local stack
+publishes the outputs of its template as a JSON document in a well-known bucket
+on its endpoint (cheaper than moto's CloudFormation); an endpoint without that
+document is asked with ``describe_stacks`` too. Runtime settings
+(ENABLE_AI_CLASSIFICATION, SOFT_DELETE_RETENTION_DAYS, ...) come from the caller's
+environment, as they do for a function.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +30,7 @@ from lambdas.shared.errors import ConfigError
 from pixflare.local.runtime import RUNTIME_VARIABLES
 
 DEFAULT_STACK_NAME = "PixflareJobs"
+OUTPUTS_BUCKET = "pixflare-local-stack"
 LOCAL_REGION = "us-east-1"
 
 # Stack output -> the environment variable a function would be given (docs/internals.md).
@@ -49,6 +53,24 @@ class ResolveError(ConfigError):
     """The target stack cannot be found or read (the message says what to do)."""
 
 
+def outputs_key(stack: str) -> str:
+    return f"stacks/{stack}/outputs.json"
+
+
+def _local_outputs(client_kwargs: dict[str, Any], stack: str) -> dict[str, str] | None:
+    """The local stack's outputs document, or None when the endpoint has none."""
+    try:
+        body = (
+            boto3.client("s3", **client_kwargs)
+            .get_object(Bucket=OUTPUTS_BUCKET, Key=outputs_key(stack))["Body"]
+            .read()
+        )
+    except ClientError:
+        return None
+    document = json.loads(body)
+    return {str(k): str(v) for k, v in document.get("Outputs", {}).items()}
+
+
 def describe_target(endpoint: str | None, stack: str) -> str:
     return f"the local stack at {endpoint}" if endpoint else f"stack {stack}"
 
@@ -66,6 +88,10 @@ def stack_outputs(
         kwargs["region_name"] = region
     where = describe_target(endpoint, stack)
     try:
+        if endpoint:
+            local = _local_outputs(kwargs, stack)
+            if local is not None:
+                return local
         cloudformation = boto3.client("cloudformation", **kwargs)
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except NoCredentialsError:

@@ -6,9 +6,10 @@ and schedules.
         print(stack.endpoint)          # http://127.0.0.1:PORT
         stack.outputs["VariantQueueUrl"]
 
-State lives in memory and starts empty each time. The stack publishes its outputs
-as a CloudFormation stack on the same endpoint (describe_stacks), so `pixflare
---endpoint URL ...` finds resource names exactly as it does for a deployed stack.
+State lives in memory and starts empty each time. The stack publishes the outputs
+of its template as a JSON document in a well-known bucket on the same endpoint
+(``s3://pixflare-local-stack/stacks/{name}/outputs.json``), so `pixflare --endpoint
+URL ...` finds resource names from the same outputs a deployed stack has.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import threading
 import urllib.request
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -38,7 +40,9 @@ from pixflare.local.runtime import (
     RuleScheduler,
     parse_rule_schedule,
 )
-from pixflare.local.template import Provisioner, RuleSpec
+from pixflare.local.synth import SynthError, synthesize_template
+from pixflare.local.template import CREATED_TYPES, Provisioner, RuleSpec
+from pixflare.resolve import OUTPUTS_BUCKET, outputs_key
 
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -68,13 +72,9 @@ def default_stack_name() -> str:
 
 def synthesize(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     try:
-        from infra.synth import synth_template
-    except ImportError as err:
-        raise LocalStackError(
-            f"cannot synthesize the CDK app ({err}); install the infra extra "
-            "(pip install -e .[infra]) or pass --template FILE"
-        ) from None
-    return synth_template(dict(context) if context else None)
+        return synthesize_template(context)
+    except SynthError as err:
+        raise LocalStackError(str(err)) from None
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -119,6 +119,7 @@ class LocalStack:
         self.scheduler: RuleScheduler | None = None
         self.not_created: dict[str, int] = {}
         self.errors: list[str] = []
+        self.provisioner: Provisioner | None = None
         self._stop = threading.Event()
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
@@ -260,21 +261,24 @@ class LocalStack:
         self.provisioner = provisioner
         self.outputs = provisioner.outputs()
         self._publish_outputs()
-        created = sorted({p.type for p in provisioner.created.values()})
-        self._say(f"created {len(provisioner.created)} resources ({', '.join(created)})")
+        created = Counter(p.type for p in provisioner.created.values() if p.type in CREATED_TYPES)
+        listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(created.items()))
+        self._say(f"created: {listed}")
 
     def _publish_outputs(self) -> None:
-        document = {
-            "Description": "pixflare local stack: outputs of the synthesized template",
-            "Resources": {"LocalStackMarker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-            "Outputs": {name: {"Value": value} for name, value in self.outputs.items()},
-        }
-        self.client("cloudformation").create_stack(
-            StackName=self.stack_name, TemplateBody=json.dumps(document)
+        """The outputs document `pixflare --endpoint` reads (pixflare.resolve)."""
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=OUTPUTS_BUCKET)
+        s3.put_object(
+            Bucket=OUTPUTS_BUCKET,
+            Key=outputs_key(self.stack_name),
+            Body=json.dumps({"StackName": self.stack_name, "Outputs": self.outputs}).encode(),
+            ContentType="application/json",
         )
 
     def _start_runtime(self) -> None:
         provisioner = self.provisioner
+        assert provisioner is not None
         for logical_id, spec in provisioner.functions.items():
             function = LocalFunction(spec, self.env)
             self.functions[logical_id] = function

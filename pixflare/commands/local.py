@@ -1,0 +1,100 @@
+"""`pixflare local up`: the embedded stack in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from pixflare.context import CommandContext, CommandError
+from pixflare.local.cron import ScheduleError
+from pixflare.local.stack import DEFAULT_PORT, LocalStack, LocalStackError, port_is_free
+from pixflare.local.template import TemplateError
+
+
+def register(subparsers: Any) -> None:
+    local = subparsers.add_parser("local", help="the embedded local stack (no AWS account)")
+    commands = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
+    up = commands.add_parser(
+        "up",
+        help="run the local stack in the foreground",
+        description="Starts moto's server on 127.0.0.1, creates the resources of the "
+        "synthesized CDK template (or --template FILE), runs the template's functions "
+        "in-process behind their event source mappings and schedules, and prints a line "
+        "containing 'ready'. Ctrl-C or SIGTERM stops it; state is kept in memory only.",
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}, or a free one if that is taken)",
+    )
+    up.add_argument("--template", metavar="FILE", help="a synthesized template (JSON)")
+    up.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="CDK context for the synth (repeatable), e.g. -c enableQueues=false",
+    )
+    up.set_defaults(func=run_up)
+
+
+def parse_context(pairs: list[str]) -> dict[str, str]:
+    context = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"context must be KEY=VALUE, got {pair!r}")
+        context[key] = value
+    return context
+
+
+def load_template(path: str) -> dict[str, Any]:
+    try:
+        document = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise CommandError(f"{path}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise CommandError(f"{path} is not JSON: {err}") from None
+    if not isinstance(document, dict) or "Resources" not in document:
+        raise CommandError(f"{path} is not a CloudFormation template (no Resources)")
+    return document
+
+
+def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CommandError("--port must be between 0 and 65535")
+    port = args.port
+    if port is None:
+        port = DEFAULT_PORT if port_is_free("127.0.0.1", DEFAULT_PORT) else 0
+    template = load_template(args.template) if args.template else None
+    context = parse_context(args.context)
+    if template is None:
+        ctx.info("synthesizing the CDK app...")
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = LocalStack(port=port, template=template, context=context or None, out=ctx.stdout)
+    try:
+        try:
+            stack.start()
+        except (LocalStackError, TemplateError, ScheduleError) as err:
+            raise CommandError(str(err)) from None
+        while not stop.wait(0.5):
+            pass
+        ctx.stdout.write("stopping...\n")
+        ctx.stdout.flush()
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    ctx.stdout.write("stopped\n")
+    ctx.stdout.flush()
+    return 0

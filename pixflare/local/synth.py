@@ -1,0 +1,106 @@
+"""The CDK template the local stack builds from, synthesized in a child process.
+
+A child process keeps jsii's Node.js kernel out of the long-running stack (it
+would otherwise live, and complain at exit, for the stack's whole life). The
+result is cached under ~/.cache/pixflare, keyed on everything that shapes the
+template: the infra/ sources, app.py, cdk.json, the context and the CDK version.
+Change a batch size in infra/ and the key changes with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTH_TIMEOUT_SECONDS = 600
+_SCRIPT = (
+    "import json, sys\n"
+    "from infra.synth import synth_template\n"
+    "context = json.loads(sys.argv[1])\n"
+    "sys.stdout.write(json.dumps(synth_template(context)))\n"
+)
+
+
+class SynthError(RuntimeError):
+    """The CDK app did not synthesize (the message carries its last error line)."""
+
+
+def cdk_context(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """cdk.json's context (what `cdk deploy` uses), then the caller's overrides."""
+    context: dict[str, Any] = {}
+    cdk_json = ROOT / "cdk.json"
+    if cdk_json.is_file():
+        context.update(json.loads(cdk_json.read_text()).get("context", {}))
+    context.update(overrides or {})
+    return context
+
+
+def _cache_key(context: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(context, sort_keys=True).encode())
+    try:
+        digest.update(metadata.version("aws-cdk-lib").encode())
+    except metadata.PackageNotFoundError:
+        digest.update(b"no-cdk")
+    sources = [ROOT / "app.py", ROOT / "cdk.json", *sorted((ROOT / "infra").rglob("*.py"))]
+    for path in sources:
+        if path.is_file():
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pixflare" / "templates"
+
+
+def synthesize_template(
+    overrides: Mapping[str, Any] | None = None, *, use_cache: bool = True
+) -> dict[str, Any]:
+    if not (ROOT / "infra" / "synth.py").is_file():
+        raise SynthError(
+            f"no CDK app at {ROOT} (infra/synth.py); run from a checkout or pass --template FILE"
+        )
+    context = cdk_context(overrides)
+    cached = cache_dir() / f"{_cache_key(context)}.json"
+    if use_cache and cached.is_file():
+        try:
+            document: dict[str, Any] = json.loads(cached.read_text())
+            return document
+        except (OSError, json.JSONDecodeError):
+            cached.unlink(missing_ok=True)
+    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    try:
+        done = subprocess.run(  # noqa: S603  (our own interpreter and script)
+            [sys.executable, "-c", _SCRIPT, json.dumps(context)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SYNTH_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"cdk synth took longer than {SYNTH_TIMEOUT_SECONDS} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip() and "!!" not in line]
+        raise SynthError(f"cdk synth failed: {lines[-1] if lines else 'no output'}")
+    template: dict[str, Any] = json.loads(done.stdout)
+    if use_cache:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(template))
+            partial.replace(cached)
+        except OSError:
+            pass  # a read-only home only costs the next start another synth
+    return template

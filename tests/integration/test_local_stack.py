@@ -1,0 +1,307 @@
+"""The embedded local stack as a black box over HTTP: one stack for the module.
+
+The stack is built from the synthesized CDK template, so the numbers asserted here
+(batch sizes, maxReceiveCount) are read from that template, never restated.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambdas.shared.aws import reset_clients
+from lambdas.shared.config import reset_settings
+from lambdas.shared.messages import BackupJob, VariantJob
+from pixflare.cli import main
+from pixflare.local import samples
+from pixflare.local.stack import LocalStack, default_stack_name
+from pixflare.local.synth import synthesize_template
+from pixflare.resolve import stack_outputs
+from tests.support.faults import INTERNAL, FaultPlan, inject
+
+pytestmark = pytest.mark.slow
+
+PIXFLARE = Path(sys.executable).with_name("pixflare")
+SETTLE_DEADLINE_SECONDS = 60  # a bound on polling loops, not an assertion on speed
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return synthesize_template()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    template: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    logs = tmp_path_factory.mktemp("local-stack") / "functions.jsonl"
+    # Backoff base 0: a failed record is visible again at once, so a poison message
+    # walks its maxReceiveCount receives in well under a second.
+    with LocalStack(
+        port=0,
+        template=template,
+        env={"PIXFLARE_BACKOFF_BASE_SECONDS": "0"},
+        log_file=logs,
+        run_schedules=False,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def stack_env(monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> None:
+    """The in-process workers share this process's client factory: point it at the stack."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    reset_clients()
+    reset_settings()
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def client(stack: LocalStack, service: str) -> Any:
+    return stack.client(service)
+
+
+def mapping_properties(template: dict[str, Any], function_prefix: str) -> dict[str, Any]:
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        if resource["Properties"]["FunctionName"]["Ref"].startswith(function_prefix):
+            return dict(resource["Properties"])
+    raise AssertionError(f"no event source mapping for {function_prefix}")
+
+
+def max_receive_count(template: dict[str, Any], queue_prefix: str) -> int:
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::SQS::Queue" and logical_id.startswith(queue_prefix):
+            return int(resource["Properties"]["RedrivePolicy"]["maxReceiveCount"])
+    raise AssertionError(f"no queue {queue_prefix}")
+
+
+def wait_until(condition: Any, what: str) -> Any:
+    deadline = time.monotonic() + SETTLE_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def queue_depth(stack: LocalStack, url: str) -> int:
+    attributes = client(stack, "sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def test_three_uploads_through_the_console_script_reach_ready_with_eight_objects(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given three images of different formats on disk
+    files = []
+    for sample in samples.demo_samples()[:3]:
+        path = tmp_path / sample.filename
+        path.write_bytes(sample.data)
+        files.append(str(path))
+    env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint}
+    # When the installed `pixflare` command uploads them and waits
+    done = subprocess.run(
+        [
+            str(PIXFLARE),
+            "upload",
+            *files,
+            "--owner",
+            "alice",
+            "--album",
+            "trip",
+            "--wait",
+            "60",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Then each is ready with its eight variants, and the bucket holds them
+    assert done.returncode == 0, done.stderr
+    statuses = json.loads(done.stdout)
+    assert [s["variants_status"] for s in statuses] == ["ready"] * 3
+    s3 = client(stack, "s3")
+    for status in statuses:
+        assert len(status["variants_ready"]) == 8
+        prefix = f"alice/trip/{status['filename']}/"
+        keys = {
+            o["Key"] for o in s3.list_objects_v2(Bucket=status["bucket"], Prefix=prefix)["Contents"]
+        }
+        assert keys - {prefix + "original"} == {v["key"] for v in status["variants"].values()}
+        assert len(keys - {prefix + "original"}) == 8
+
+
+def test_batch_sizes_observed_by_the_workers_equal_the_templates(
+    stack: LocalStack, template: dict[str, Any]
+) -> None:
+    sqs = client(stack, "sqs")
+    for output, prefix, job in (
+        ("VariantQueueUrl", "Variant", lambda i: VariantJob(imageId=f"{i:032x}", owner="batch")),
+        (
+            "BackupQueueUrl",
+            "Backup",
+            lambda i: BackupJob(
+                imageId=f"{i:032x}", owner="batch", action="upload", requestedAt="2026-01-01"
+            ),
+        ),
+    ):
+        batch_size = int(mapping_properties(template, prefix)["BatchSize"])
+        poller = stack.poller_for(output)
+        before = poller.stats.batch_sizes.copy()
+        handled_before = poller.stats.messages
+        # Given twice the batch size queued at once
+        for start in range(0, 2 * batch_size, 10):
+            count = min(10, 2 * batch_size - start)
+            sqs.send_message_batch(
+                QueueUrl=stack.outputs[output],
+                Entries=[
+                    {"Id": str(n), "MessageBody": job(start + n + 1).to_body()}
+                    for n in range(count)
+                ],
+            )
+        # When the worker has taken them all
+        wait_until(
+            lambda p=poller, h=handled_before, n=batch_size: p.stats.messages >= h + 2 * n,
+            f"{output} messages handled",
+        )
+        # Then it took them in two full batches of the template's size
+        new = poller.stats.batch_sizes - before
+        assert dict(new) == {batch_size: 2}, (output, dict(new))
+
+
+def test_poison_message_reaches_the_dlq_after_max_receive_count_and_redrive_brings_it_back(
+    stack: LocalStack, template: dict[str, Any], tmp_path: Path
+) -> None:
+    receives = max_receive_count(template, "VariantQueue")
+    photo = tmp_path / "outage.jpg"
+    photo.write_bytes(samples.photo_jpeg(320, 240))
+    dlq_url = stack.outputs["VariantDlqUrl"]
+    key = "carol/outage/outage.jpg/original"
+    # Given S3 failing every read of one image's original (a transient error)
+    plan = FaultPlan(
+        targets=("s3.GetObject",),
+        kind=INTERNAL,
+        only_if=lambda params: params.get("url_path", "").endswith(key),
+    )
+    with inject(plan, services=("s3",)):
+        code, out, err = cli(
+            "--endpoint", stack.endpoint, "upload", str(photo), "--owner", "carol",
+            "--album", "outage", "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        image_id = json.loads(out)["imageId"]
+        # When the variant worker has given up on it
+        wait_until(lambda: queue_depth(stack, dlq_url) == 1, "the job in the DLQ")
+    # Then it was tried exactly maxReceiveCount times, and the image is still pending
+    assert plan.injected["s3.GetObject"] == receives
+    code, out, _ = cli("--endpoint", stack.endpoint, "status", image_id, "--json")
+    assert json.loads(out)["variants_status"] == "pending"
+    code, out, _ = cli("--endpoint", stack.endpoint, "dlq", "list", "--json")
+    listed = {entry["queue"]: entry for entry in json.loads(out)}
+    assert listed["variant"]["depth"] == 1
+    assert json.loads(listed["variant"]["messages"][0]["body"])["imageId"] == image_id
+
+    # When the outage is over and the operator redrives the DLQ
+    code, out, err = cli("--endpoint", stack.endpoint, "dlq", "redrive", "variant", "--json")
+    assert code == 0, err
+    assert json.loads(out)["moved"] == 1
+
+    # Then the job runs again and the image is ready; the DLQ is empty
+    def ready() -> bool:
+        _, status, _ = cli("--endpoint", stack.endpoint, "status", image_id, "--json")
+        return bool(json.loads(status)["variants_status"] == "ready")
+
+    wait_until(ready, "the redriven job")
+    assert queue_depth(stack, dlq_url) == 0
+
+
+def test_an_invalid_message_goes_to_the_dlq_with_its_reason_and_a_redrive_does_not_loop(
+    stack: LocalStack,
+) -> None:
+    dlq_url = stack.outputs["DomainDlqUrl"]
+    # Given a message no schema accepts, on the domain queue
+    client(stack, "sqs").send_message(
+        QueueUrl=stack.outputs["DomainQueueUrl"], MessageBody='{"v": 1, "hostname": 7}'
+    )
+    wait_until(lambda: queue_depth(stack, dlq_url) == 1, "the invalid message in the DLQ")
+    # Then `dlq list` shows why it is there
+    code, out, _ = cli("--endpoint", stack.endpoint, "dlq", "list", "--json")
+    domain = next(entry for entry in json.loads(out) if entry["queue"] == "domain")
+    assert domain["messages"][0]["reason"]
+    # When it is redriven while still invalid, it is moved once and comes back once
+    code, out, err = cli("--endpoint", stack.endpoint, "dlq", "redrive", "domain", "--json")
+    assert code == 0, err
+    assert json.loads(out)["moved"] == 1
+    wait_until(lambda: queue_depth(stack, dlq_url) == 1, "the message back in the DLQ")
+
+
+def test_status_of_an_unknown_image_exits_non_zero_with_one_line(stack: LocalStack) -> None:
+    code, out, err = cli("--endpoint", stack.endpoint, "status", "f" * 32, "--json")
+    assert code != 0
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "no image" in err
+
+
+def test_local_up_in_a_subprocess_prints_ready_and_stops_on_sigterm(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    template_file = tmp_path / "template.json"
+    template_file.write_text(json.dumps(template))
+    process = subprocess.Popen(
+        [str(PIXFLARE), "local", "up", "--port", "0", "--template", str(template_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "POWERTOOLS_METRICS_DISABLED": "true"},
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "ready" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(SETTLE_DEADLINE_SECONDS), "".join(lines)
+        endpoint = next(line for line in lines if "ready" in line).split()[-1]
+        # The stack answers on its endpoint with the template's outputs
+        outputs = stack_outputs(default_stack_name(), endpoint=endpoint, region="us-east-1")
+        assert {"ImagesBucketName", "VariantQueueUrl"} <= set(outputs)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    reader.join(timeout=5)
+    assert "stopped" in "".join(lines)
