@@ -10,6 +10,11 @@ resumes where the last delivery stopped:
 2. AI (only with ENABLE_AI_CLASSIFICATION): Rekognition labels stored as ``ai``. A
    transient failure retries the job, which finds the variants ready and runs only
    this stage again; a permanent one is recorded as ``ai.error``, variants untouched.
+   Its input is the smallest width variant at least AI_IMAGE_WIDTH wide (already
+   upright and sRGB; on a retry, fetched from S3), downscaled to AI_IMAGE_WIDTH:
+   the same picture as a downscale of the original, without decoding the original
+   a second time (which doubles the job's time on a large PNG). The original is
+   used only when no variant is that wide.
 
 Every write is idempotent: keys are deterministic (a re-run overwrites identically)
 and record updates are conditional on the record existing and not being deleted.
@@ -38,7 +43,7 @@ from lambdas.shared.observability import logger
 from lambdas.shared.uploads import MAX_UPLOAD_BYTES
 from lambdas.shared.worker import JobContext
 from lambdas.variant import ai
-from lambdas.variant.engine import ImageRejected, Rendition, render_variants
+from lambdas.variant.engine import VARIANTS, ImageRejected, Rendition, render_variants
 
 VARIANT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 # No original can legitimately be larger than the largest upload.
@@ -52,9 +57,9 @@ ERROR_TEXT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
-class Original:
+class StoredObject:
     data: bytes
-    source: str  # the ETag of the object read (or its sha256), recorded as variants_source
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -115,11 +120,15 @@ def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
 
 
-def fetch_original(settings: Settings, record: ImageRecord) -> Original:
-    """GetObject the original, refusing one over MAX_ORIGINAL_BYTES before reading it."""
-    bucket = record.bucket or settings.require("images_bucket")
-    key = record.original_key
-    with aws_errors(f"get original {key}"):
+def ai_input_variant(ai_image_width: int) -> str | None:
+    """The narrowest width variant at least ``ai_image_width`` wide, if any."""
+    widths = sorted((spec.width, spec.name) for spec in VARIANTS if not spec.cover)
+    return next((name for width, name in widths if width >= ai_image_width), None)
+
+
+def fetch_object(bucket: str, key: str) -> StoredObject:
+    """GetObject, refusing an object over MAX_ORIGINAL_BYTES before reading it."""
+    with aws_errors(f"get {key}"):
         response = aws.s3().get_object(Bucket=bucket, Key=key)
         body = response["Body"]
         try:
@@ -134,8 +143,11 @@ def fetch_original(settings: Settings, record: ImageRecord) -> Original:
             body.close()
     if len(data) > MAX_ORIGINAL_BYTES:
         raise PermanentError(f"the original is over the {MAX_ORIGINAL_BYTES} byte limit")
-    etag = str(response.get("ETag", "")).strip('"')
-    return Original(data, etag or original_source(record))
+    return StoredObject(data, str(response.get("ETag", "")).strip('"'))
+
+
+def fetch_original(settings: Settings, record: ImageRecord) -> StoredObject:
+    return fetch_object(record.bucket or settings.require("images_bucket"), record.original_key)
 
 
 def _put_variant(bucket: str, key: str, rendition: Rendition, image_id: str) -> None:
@@ -171,10 +183,11 @@ def render_and_record(
     settings: Settings,
     images: ImageRepository,
     record: ImageRecord,
-    original: Original,
+    original: StoredObject,
     fetch_ms: float,
-) -> ImageRecord | None:
-    """Stage 1. Returns the updated record, or None when it was deleted meanwhile."""
+) -> tuple[ImageRecord | None, dict[str, Rendition]]:
+    """Stage 1. Returns the updated record (None when it was deleted meanwhile) and the
+    renditions."""
     start = time.perf_counter()
     try:
         renditions = render_variants(original.data, max_pixels=settings.max_image_pixels)
@@ -187,7 +200,8 @@ def render_and_record(
     store_ms = _elapsed_ms(start)
 
     timings = {"fetch_ms": fetch_ms, "render_ms": render_ms, "store_ms": store_ms}
-    fields = variant_record_fields(record, renditions, source=original.source, timings=timings)
+    source = original.etag or original_source(record)
+    fields = variant_record_fields(record, renditions, source=source, timings=timings)
     try:
         # ai describes the original the variants came from: a fresh render starts it over.
         updated = images.update(
@@ -200,23 +214,40 @@ def render_and_record(
     except ConditionFailedError:
         # Deleted (or removed) while rendering: the daily cleanup removes its objects.
         logger.info("image deleted while its variants were made; not recorded")
-        return None
+        return None, renditions
     logger.info("variants stored", extra={"timings": timings})
-    return updated
+    return updated, renditions
+
+
+def ai_input(
+    settings: Settings,
+    record: ImageRecord,
+    renditions: dict[str, Rendition] | None,
+    original: StoredObject | None,
+) -> bytes:
+    """The image bytes the AI stage downscales (see the module docstring)."""
+    name = ai_input_variant(settings.ai_image_width)
+    if name is not None and renditions is not None:
+        return renditions[name].data
+    if name is not None and name in record.variants:
+        bucket = record.bucket or settings.require("images_bucket")
+        return fetch_object(bucket, record.variants[name].key).data
+    if original is not None:
+        return original.data
+    return fetch_original(settings, record).data
 
 
 def run_ai_stage(
     settings: Settings,
     images: ImageRepository,
     record: ImageRecord,
-    original: Original | None,
+    renditions: dict[str, Rendition] | None = None,
+    original: StoredObject | None = None,
 ) -> str:
     """Stage 2. TransientError propagates (the job is retried and resumes here)."""
     at = iso(utcnow())
     try:
-        if original is None:
-            original = fetch_original(settings, record)
-        value = ai.classify(settings, original.data, at=at)
+        value = ai.classify(settings, ai_input(settings, record, renditions, original), at=at)
         outcome = "labelled"
     except PermanentError as err:
         logger.warning("image labelling failed for good", extra={"reason": str(err)})
@@ -248,14 +279,17 @@ def process_variant_job(job: VariantJob, ctx: JobContext) -> JobOutcome:
         logger.info("image is deleted; nothing to do")
         return JobOutcome("skipped-deleted", "skipped")
 
-    original: Original | None = None
+    original: StoredObject | None = None
+    renditions: dict[str, Rendition] | None = None
     if variants_ready_for_original(record):
         variants_outcome = "already-ready"
     else:
         _require_time(ctx, VARIANTS_MIN_REMAINING_MS, "variants")
         start = time.perf_counter()
         original = fetch_original(settings, record)
-        updated = render_and_record(settings, images, record, original, _elapsed_ms(start))
+        updated, renditions = render_and_record(
+            settings, images, record, original, _elapsed_ms(start)
+        )
         if updated is None:
             return JobOutcome("record-deleted", "skipped")
         record, variants_outcome = updated, "rendered"
@@ -266,7 +300,7 @@ def process_variant_job(job: VariantJob, ctx: JobContext) -> JobOutcome:
         ai_outcome = "already-done"
     else:
         _require_time(ctx, AI_MIN_REMAINING_MS, "AI")
-        ai_outcome = run_ai_stage(settings, images, record, original)
+        ai_outcome = run_ai_stage(settings, images, record, renditions, original)
     outcome = JobOutcome(variants_outcome, ai_outcome)
     logger.info("variant job finished", extra={"variants": outcome.variants, "ai": outcome.ai})
     return outcome

@@ -331,6 +331,10 @@ def test_ai_transient_failure_retries_only_the_ai_stage(
     monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
     uploaded = upload(jpeg(), "flaky-ai.jpg")
     plan = FaultPlan(targets=("rekognition.DetectLabels",), kind=THROTTLE, max_faults=1)
+    fetched: list[str] = []
+    aws.s3().meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: fetched.append(params["Key"])
+    )
 
     # When Rekognition is throttled on the first delivery
     with inject(plan, services=("rekognition",)):
@@ -342,6 +346,7 @@ def test_ai_transient_failure_retries_only_the_ai_stage(
         assert after_first.variants_status == "ready"
         assert after_first.ai is None
         assert len(variant_puts) == len(VARIANT_NAMES)
+        assert fetched == [uploaded.original_key]
 
         # When the retry arrives
         response, retried = deliver(ai_on, expected=1)
@@ -352,6 +357,8 @@ def test_ai_transient_failure_retries_only_the_ai_stage(
     assert plan.injected["rekognition.DetectLabels"] == 1
     assert plan.calls["rekognition.DetectLabels"] == 2
     assert len(variant_puts) == len(VARIANT_NAMES)
+    # and the retry read the small w512 variant for labelling, not the original
+    assert fetched == [uploaded.original_key, uploaded.path.variant_key("w512")]
     record = images.get(uploaded.image_id)
     assert record is not None
     assert record.variants == after_first.variants

@@ -14,6 +14,7 @@ from lambdas.variant.ai import (
     detect_labels_request,
     parse_detect_labels,
 )
+from lambdas.variant.pipeline import ai_input_variant
 
 AT = "2026-01-02T03:04:05.000000Z"
 
@@ -169,3 +170,13 @@ def test_failure_value_carries_a_bounded_reason() -> None:
     assert value["error"].startswith("rekognition detect labels: InvalidImageFormatException")
     assert len(value["error"]) == 500
     assert value["at"] == AT
+
+
+@pytest.mark.parametrize(
+    ("ai_width", "variant"),
+    [(64, "w128"), (128, "w128"), (384, "w512"), (1000, "w1024"), (2048, "w2048"), (2049, None)],
+)
+def test_ai_input_is_the_narrowest_width_variant_wide_enough(
+    ai_width: int, variant: str | None
+) -> None:
+    assert ai_input_variant(ai_width) == variant
