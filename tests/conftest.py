@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
+import moto.kms.models
 import pytest
 
 from lambdas.shared.aws import reset_clients
 from lambdas.shared.config import ENV_FIELDS, reset_settings
 from lambdas.shared.worker import reset_workers
 from tests.support.aws_resources import REGION, Resources, create_resources
+
+
+# moto makes a fresh RSA-2048 key pair for every KMS key, even symmetric ones, which
+# costs 0.1-1 s per test; one pair per key spec serves every test equally well.
+moto.kms.models.generate_private_key = functools.cache(moto.kms.models.generate_private_key)
 
 
 @pytest.fixture(autouse=True)
