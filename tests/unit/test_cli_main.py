@@ -1,0 +1,85 @@
+"""The `pixflare` command's parsing and failure reporting, without a stack."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+from pixflare.cli import build_parser, error_reason, main
+from pixflare.context import CommandError
+from pixflare.resolve import settings_from_outputs
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_every_command_module_is_registered() -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in ("upload", "status", "delete", "dlq", "local", "demo"):
+        assert name in commands
+
+
+def test_global_options_are_accepted_after_the_subcommand_too() -> None:
+    args = build_parser().parse_args(
+        ["status", "a" * 32, "--json", "--endpoint", "http://127.0.0.1:1", "--stack", "S"]
+    )
+    assert args.json_output is True
+    assert args.target_endpoint == "http://127.0.0.1:1"
+    assert args.stack_name == "S"
+
+
+def test_global_options_before_the_subcommand_are_kept() -> None:
+    args = build_parser().parse_args(["--json", "--region", "eu-west-1", "status", "a" * 32])
+    assert args.json_output is True
+    assert args.region == "eu-west-1"
+
+
+def test_a_malformed_image_id_fails_with_one_line_before_any_aws_call() -> None:
+    code, out, err = run("--endpoint", "http://127.0.0.1:9", "status", "not-an-id")
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "not an image id" in err
+
+
+def test_several_files_with_one_name_are_refused() -> None:
+    code, _, err = run("upload", "a.jpg", "b.jpg", "--owner", "o", "--album", "a", "--name", "n")
+    assert code == 1
+    assert "--name needs exactly one FILE" in err
+
+
+def test_expected_failures_become_one_line_reasons() -> None:
+    assert error_reason(CommandError("no image x"), None) == "no image x"
+    unreachable = error_reason(EndpointConnectionError(endpoint_url="http://x"), "http://x")
+    assert unreachable == "cannot reach http://x: is `pixflare local up` running?"
+    assert "no AWS credentials" in str(error_reason(NoCredentialsError(), None))
+    assert error_reason(ValueError("a bug"), None) is None  # a bug keeps its traceback
+
+
+def test_outputs_map_to_the_functions_environment_names() -> None:
+    settings = settings_from_outputs(
+        {"ImagesBucketName": "b", "ImagesTableName": "t", "VariantQueueUrl": "http://q"},
+        environ={"SOFT_DELETE_RETENTION_DAYS": "7", "IMAGES_BUCKET": "not-this-one"},
+    )
+    assert settings.images_bucket == "b"
+    assert settings.images_table == "t"
+    assert settings.variant_queue_url == "http://q"
+    assert settings.soft_delete_retention_days == 7
+    assert settings.enable_queues is True
+
+
+def test_a_stack_without_queue_outputs_uploads_without_queues() -> None:
+    settings = settings_from_outputs({"ImagesBucketName": "b"}, environ={"ENABLE_QUEUES": "true"})
+    assert settings.enable_queues is False
+
+
+@pytest.mark.parametrize("argv", [["local", "up", "--port", "70000"], ["local", "up", "-c", "x"]])
+def test_local_up_refuses_bad_arguments_in_one_line(argv: list[str]) -> None:
+    code, _, err = run(*argv)
+    assert code == 1
+    assert err.count("\n") == 1
