@@ -625,12 +625,13 @@ def _render(
     if not has_alpha and base.mode in ("RGBA", "LA"):
         base = base.convert(base.mode[:-1])
     out_format = _output_format(source_format, has_alpha)
+    straight = base.mode
     if has_alpha:
         # Premultiply once: resize() and reduce() would otherwise convert the
         # whole source to premultiplied form on every call.
-        straight = base.mode
         base = base.convert("RGBa" if straight == "RGBA" else "La")
     base.info = {}  # metadata never travels: every derived image starts empty
+    del im  # the decoded frame, when base is a converted copy of it
     transpose = _TRANSPOSE[orientation]
 
     sources = _Sources(base, (stored_w, stored_h))
