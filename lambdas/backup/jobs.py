@@ -44,10 +44,11 @@ from lambdas.shared.errors import (
 from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields, iso, utcnow
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger
-from lambdas.shared.worker import JobContext
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from lambdas.shared.worker import JobContext
 
 # No new part is started with less time than this left in the invocation: the parts
 # in flight still need theirs (connect 3 s + read 10 s, and one retry of a short call).

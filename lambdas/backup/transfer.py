@@ -9,6 +9,9 @@ half-written object never appears at the destination.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -21,9 +24,29 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 PART_SIZE = 8 * MIB
-MAX_PARTS_IN_FLIGHT = 3
+MAX_PARTS_IN_FLIGHT = 2
 READ_CHUNK = 1 * MIB
 MAX_PARTS = 10_000  # S3's limit; 8 MiB parts allow objects up to ~78 GiB
+
+
+# glibc raises its mmap threshold each time a large block is freed, after which our
+# 1-8 MiB buffers come from fragmenting heap arenas and RSS creeps up by tens of MB.
+# A fixed threshold keeps them mmapped, so each one goes back to the OS when freed.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 512 * 1024
+
+
+@functools.cache
+def keep_large_buffers_mmapped() -> bool:
+    """Pin glibc's mmap threshold (once per process); False where there is no glibc."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 class Readable(Protocol):
@@ -56,8 +79,11 @@ def iter_parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= part_size:
-            yield bytes(buffer[:part_size])
+            with memoryview(buffer) as view:
+                part = bytes(view[:part_size])  # one copy, not a slice and then a copy
             del buffer[:part_size]
+            yield part
+            del part
     if buffer:
         yield bytes(buffer)
 
@@ -84,6 +110,7 @@ def upload_stream(
 ) -> UploadResult:
     """Upload a stream; ``before_commit`` runs once the stream is consumed, before the
     object becomes visible, and may raise to abandon it (a checksum mismatch, say)."""
+    keep_large_buffers_mmapped()
     parts = iter_parts(chunks, part_size)
     first = next(parts, b"")
     check_time()
