@@ -135,14 +135,14 @@ def fetch_object(bucket: str, key: str) -> StoredObject:
             declared = int(response.get("ContentLength", 0))
             if declared > MAX_ORIGINAL_BYTES:
                 raise PermanentError(
-                    f"the original is {declared} bytes, over the {MAX_ORIGINAL_BYTES} limit"
+                    f"{key} is {declared} bytes, over the {MAX_ORIGINAL_BYTES} byte limit"
                 )
             # Read one byte past the limit so a body longer than declared is caught too.
             data = body.read(MAX_ORIGINAL_BYTES + 1)
         finally:
             body.close()
     if len(data) > MAX_ORIGINAL_BYTES:
-        raise PermanentError(f"the original is over the {MAX_ORIGINAL_BYTES} byte limit")
+        raise PermanentError(f"{key} is over the {MAX_ORIGINAL_BYTES} byte limit")
     return StoredObject(data, str(response.get("ETag", "")).strip('"'))
 
 
