@@ -153,3 +153,9 @@ def test_queues_off_cron_environment(queues_off: Template) -> None:
     assert cron["ENABLE_QUEUES"] == "false"
     assert "BACKUP_QUEUE_URL" not in cron
     assert "CRON_QUEUE_URL" in cron
+
+
+def test_variant_memory_fits_the_pixel_limit(template: Template) -> None:
+    # bench/variant_memory.py: a 100 MP RGBA PNG (the default MAX_IMAGE_PIXELS) peaks ~1.2 GB.
+    fn = props(template, function_by_handler(template, HANDLERS["variant"]))
+    assert fn["MemorySize"] == 2048
