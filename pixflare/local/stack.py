@@ -171,7 +171,7 @@ class LocalStack:
             raise LocalStackError(f"port {self.port} on {self.host} is in use; pass --port N")
         # Request lines and moto's warnings about resources it only half-supports
         # would drown the stack's own output.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()
