@@ -269,17 +269,22 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
 
 def child_rss(path: Path, threads: int, with_boto3: bool) -> dict[str, float]:
     """Peak RSS of a fresh interpreter that renders ``path`` once."""
+    # VmHWM, not ru_maxrss: after fork+exec, ru_maxrss still remembers the
+    # (large) benchmark parent the child was forked from.
     code = f"""
-import resource, sys, json
+import sys, json
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
 sys.path.insert(0, {str(ROOT)!r})
 if {with_boto3!r}:
     import boto3  # noqa: F401  (what the Lambda also carries)
 from lambdas.variant.engine import render_variants
 data = open({str(path)!r}, 'rb').read()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm()
 out = render_variants(data, threads={threads})
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"baseline": before / 1024, "peak": after / 1024}}))
+print(json.dumps({{"baseline": before, "peak": hwm()}}))
 """
     res = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300
