@@ -178,7 +178,7 @@ class Demo:
                 size = f"{info['width']}x{info['height']}"
                 when = f"{took:.0f} ms" if index == 0 and took else ""
                 label = sample.filename if index == 0 else ""
-                self.say(f"   {label:<12} {name:<9} {size:>11} {info['bytes']:>9}  {when}")
+                self.say(f"   {label:<12} {name:<9} {size:>11} {info['bytes']:>9}  {when}".rstrip())
         not_ready = [s["filename"] for s in statuses if s["variants_status"] != "ready"]
         if not_ready:
             raise StepFailed(f"variants not ready for {', '.join(not_ready)}")
