@@ -264,6 +264,7 @@ CONTEXT_DEFAULTS: dict[str, Any] = {
     "cloudflareApiBase": "https://api.cloudflare.com/client/v4",
     "cloudflareApiTokenSecretArn": "",  # empty: the stack creates the secret
     "dnsNameservers": "",
+    "ownDomains": "",  # comma list users may not claim as custom domains
     "backupSyncLimit": 100,
     "backupVerifySample": 20,
     "alarmEmail": "",
@@ -290,6 +291,7 @@ class AppSettings:
     cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
     cloudflare_api_token_secret_arn: str = ""
     dns_nameservers: str = ""
+    own_domains: str = ""
     backup_sync_limit: int = 100
     backup_verify_sample: int = 20
     alarm_email: str = ""
@@ -333,6 +335,7 @@ class AppSettings:
             cloudflare_api_base=str(value("cloudflareApiBase")).strip(),
             cloudflare_api_token_secret_arn=str(value("cloudflareApiTokenSecretArn")).strip(),
             dns_nameservers=str(value("dnsNameservers")).strip(),
+            own_domains=str(value("ownDomains")).strip(),
             backup_sync_limit=_as_int("backupSyncLimit", value("backupSyncLimit"), 1),
             backup_verify_sample=_as_int("backupVerifySample", value("backupVerifySample"), 0),
             alarm_email=str(value("alarmEmail")).strip(),
@@ -365,6 +368,7 @@ class AppSettings:
                 "DOMAIN_MAX_CHECKS": str(self.domain_max_checks),
                 "CUSTOM_DOMAIN_FALLBACK_CNAME": self.custom_domain_fallback_cname,
                 "PIXFLARE_DNS_NAMESERVERS": self.dns_nameservers,
+                "PIXFLARE_OWN_DOMAINS": self.own_domains,
                 "CUSTOM_DOMAIN_PROVIDER": self.custom_domain_provider,
                 "CLOUDFLARE_API_BASE": self.cloudflare_api_base,
                 "CLOUDFLARE_ZONE_ID": self.cloudflare_zone_id,
