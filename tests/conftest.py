@@ -13,7 +13,6 @@ from lambdas.shared.config import ENV_FIELDS, reset_settings
 from lambdas.shared.worker import reset_workers
 from tests.support.aws_resources import REGION, Resources, create_resources
 
-
 # moto makes a fresh RSA-2048 key pair for every KMS key, even symmetric ones, which
 # costs 0.1-1 s per test; one pair per key spec serves every test equally well.
 moto.kms.models.generate_private_key = functools.cache(moto.kms.models.generate_private_key)
