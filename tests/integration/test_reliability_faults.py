@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.destinations import DestinationCredentials
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
+from lambdas.shared.observability import logger
 from lambdas.shared.uploads import store_upload
 from lambdas.variant import handler as variant_handler
 from tests.conftest import use_env
@@ -365,8 +367,14 @@ def test_backup_pipeline_recovers_from_faults_on_every_step(
     [(4, False), (100, True)],
 )
 def test_backup_destination_down_then_back(
-    backup_env: Resources, target: S3Target, down_for: int, to_dlq: bool
+    backup_env: Resources,
+    target: S3Target,
+    down_for: int,
+    to_dlq: bool,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     owner = f"down-{down_for}"
     with FlakyProxy(target.port) as proxy:
         set_destination(target, owner, endpoint=proxy.endpoint)
@@ -392,3 +400,9 @@ def test_backup_destination_down_then_back(
         run_backups(backup_env)
         assert proxy.refused >= min(down_for, 6)
         assert_backups_synced(backup_env, target, uploaded)
+    # Every log line (formatted as the function prints it, extras included), everything
+    # printed on stdout/stderr (metrics), errors included: the secret is in none of them.
+    printed = capfd.readouterr()
+    logs = "\n".join(logger.registered_formatter.format(r) for r in caplog.records)
+    assert "Could not connect" in logs or "Connection was closed" in logs
+    assert target.secret_access_key not in logs + printed.out + printed.err
