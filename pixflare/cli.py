@@ -94,7 +94,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                 "dest": "stack_name",
                 "metavar": "NAME",
                 "default": default(default_stack_name()),
-                "help": "the CloudFormation stack (default: %(default)s)",
+                # Spelled out, not %(default)s: on subcommands the default is SUPPRESS.
+                "help": f"the CloudFormation stack (default: {default_stack_name()})",
             },
         ),
         (

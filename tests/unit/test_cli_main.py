@@ -83,3 +83,27 @@ def test_local_up_refuses_bad_arguments_in_one_line(argv: list[str]) -> None:
     code, _, err = run(*argv)
     assert code == 1
     assert err.count("\n") == 1
+
+
+def _subcommand_paths() -> list[list[str]]:
+    import argparse
+
+    paths: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    paths.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _subcommand_paths(), ids=" ".join)
+def test_every_subcommand_help_prints_and_exits_zero(
+    path: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*path, "--help"]) == 0
+    assert "usage: pixflare" in capsys.readouterr().out
