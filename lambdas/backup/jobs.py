@@ -398,8 +398,8 @@ def record_permanent_failure(job: BackupJob, err: PermanentError, ctx: JobContex
     now = iso(utcnow())
     reason = f"{type(err).__name__}: {err}"[:LAST_ERROR_LIMIT]
     record = images.get(job.image_id)
-    if record is None:
-        return
+    if record is None or record.owner != job.owner:
+        return  # a job naming another owner's image must not touch that image
     if job.action == "delete":
         _record_last_error(images, record, err)
         return

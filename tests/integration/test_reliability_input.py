@@ -391,3 +391,53 @@ def test_another_owners_domain_is_left_as_it_was(
         admin.add_domain(load_settings(), "IMG.Alice.Example.COM.", OWNER)
     assert snapshot(aws) == before
     assert queue_depth(aws.queue_urls["domain"]) == depth
+
+
+def test_backup_job_naming_another_owners_image_changes_nothing(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    from lambdas.backup.destinations import DestinationRequest, configure_destination
+    from lambdas.shared.destinations import DestinationCredentials
+
+    use_env(monkeypatch, aws.env("backup"))
+    # Given alice's image, and mallory with a backup destination of her own
+    victim = store_upload(
+        load_settings(), encode(photo(), "JPEG"), owner="alice", album="a", filename="v.jpg"
+    )
+    configure_destination(
+        load_settings(),
+        DestinationRequest(
+            owner=OWNER,
+            bucket="mallory-backups",
+            endpoint_url="http://127.0.0.1:9",
+            prefix="p",
+            path_style=True,
+            encrypt=False,
+            credentials=DestinationCredentials("mallory-key-id", SecretStr("s" * 20)),
+        ),
+        check=False,
+    )
+    before = snapshot(aws)
+    # When mallory's queue carries a backup job naming alice's image
+    forged = {
+        "v": 1,
+        "imageId": victim.record.image_id,
+        "owner": OWNER,
+        "action": "upload",
+        "requestedAt": "2025-01-01T00:00:00Z",
+    }
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=aws.queue_urls["backup"], MessageBody=json.dumps(forged)
+    )
+    result = drive_queue(
+        aws.queue_urls["backup"],
+        aws.queue_arns["backup"],
+        backup_handler.handler,
+        batch_size=10,
+        remaining_ms=60_000,
+    )
+    # Then it is refused for good, and alice's record is exactly as it was
+    assert result.retried == 0 and len(result.done) == 1
+    assert snapshot(aws) == before
