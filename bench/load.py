@@ -10,7 +10,7 @@ Runs over in-process moto and the real handler through the same queue driver the
 reliability tests use (receive a batch of 5, call the handler, delete what it did not
 report failed, backoff 0). Run: ``python bench/load.py [N]`` (default 500); prints
 throughput and the reconciliation; exits 1 if the books do not balance.
-tests/integration/test_reliability_load.py runs the same function with N = 48.
+tests/integration/test_reliability_load.py runs the same function with N = 40.
 """
 
 from __future__ import annotations
@@ -81,11 +81,11 @@ class LoadReport:
         ]
 
 
-def sample_image(index: int, rng: random.Random) -> tuple[bytes, str]:
+def sample_image(index: int, rng: random.Random, max_side: int = 700) -> tuple[bytes, str]:
     from PIL import Image
 
     fmt = FORMATS[index % len(FORMATS)]
-    width, height = rng.randint(16, 700), rng.randint(16, 500)
+    width, height = rng.randint(16, max_side), rng.randint(16, max_side * 5 // 7)
     mode = "RGBA" if fmt in ("PNG", "WEBP") and index % 3 == 0 else "RGB"
     image = Image.new(mode, (width, height), tuple(rng.randrange(256) for _ in mode))
     image.paste((rng.randrange(256), 0, 0, 255)[: len(mode)], (0, 0, width // 2, height // 3))
@@ -97,7 +97,9 @@ def sample_image(index: int, rng: random.Random) -> tuple[bytes, str]:
     return data, f"img-{index:05d}.{fmt.lower()}"
 
 
-def run_load(count: int, *, fault_rate: float = 0.02, seed: int = 2024) -> LoadReport:
+def run_load(
+    count: int, *, fault_rate: float = 0.02, seed: int = 2024, max_side: int = 700
+) -> LoadReport:
     """Everything inside an already-active moto mock with the project's resources."""
     import boto3
 
@@ -123,7 +125,7 @@ def run_load(count: int, *, fault_rate: float = 0.02, seed: int = 2024) -> LoadR
     image_ids = []
     owners = ("ann", "bob", "cyd")
     for index in range(count):
-        data, filename = sample_image(index, rng)
+        data, filename = sample_image(index, rng, max_side)
         upload = store_upload(
             settings, data, owner=owners[index % 3], album="load", filename=filename
         )
@@ -204,12 +206,8 @@ def use_resources(resources: Any) -> None:
 
 
 def main() -> int:
-    from moto import mock_aws
-
-    from lambdas.shared import worker
-    from tests.support.aws_resources import create_resources
-
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    # Before anything imports the shared runtime, which reads these once.
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",
@@ -222,6 +220,11 @@ def main() -> int:
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
     )
+    from moto import mock_aws
+
+    from lambdas.shared import worker
+    from tests.support.aws_resources import create_resources
+
     worker.BACKOFF_BASE_SECONDS = 0
     with mock_aws():
         resources = create_resources()

@@ -1,4 +1,4 @@
-"""A modest load with faults (bench/load.py runs the same with 500 uploads): 48 uploads of
+"""A modest load with faults (bench/load.py runs the same with 500 uploads): 40 uploads of
 mixed sizes and formats, a few broken on purpose, S3 / DynamoDB faults at a low rate; the
 counts must reconcile exactly.
 
@@ -39,10 +39,10 @@ def test_load_with_faults_reconciles_exactly(
     bench = load_bench()
     bench.use_resources(aws)
 
-    report = bench.run_load(48, fault_rate=0.03, seed=11)
+    report = bench.run_load(40, fault_rate=0.03, seed=11, max_side=160)
 
     assert sum(report.faults.values()) > 0, "no fault was injected"
-    assert report.failed == 48 // bench.BROKEN_EVERY  # exactly the broken files
+    assert report.failed == 40 // bench.BROKEN_EVERY  # exactly the broken files
     assert report.uploads == report.ready + report.failed
     assert report.failed_without_reason == 0 and report.pending == 0
     assert report.objects == report.expected_objects == 9 * report.ready + report.failed
