@@ -138,6 +138,8 @@ class PixflareJobsStack(Stack):
             "STATS_TABLE",
             "DESTINATIONS_TABLE",
             "BACKUP_KMS_KEY_ID",
+            # Continuation messages run under the same job idempotency as the queue workers.
+            "IDEMPOTENCY_TABLE",
             **runtime_env[config.CRON.key],
         )
         if settings.enable_queues:
@@ -159,6 +161,7 @@ class PixflareJobsStack(Stack):
         storage.images_table.grant_read_write_data(cron)
         nag.table_indexes(cron, storage.images_table)
         storage.stats_table.grant_read_write_data(cron)
+        storage.idempotency_table.grant_read_write_data(cron)
         storage.destinations_table.grant_read_data(cron)
         nag.table_indexes(cron, storage.destinations_table)
         storage.backup_key.grant_decrypt(cron)

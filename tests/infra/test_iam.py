@@ -9,6 +9,7 @@ from tests.infra.support import (
     actions,
     as_list,
     function_by_handler,
+    props,
     refs,
     role_of,
     role_statements,
@@ -151,6 +152,11 @@ def test_cron_boundaries(template: Template) -> None:
     assert "sqs:SendMessage" in _actions_on(st, backup_queue)
     assert "sqs:SendMessage" in _actions_on(st, cron_queue)
     assert ids["domains"] not in refs([s["Resource"] for s in st])
+    # Continuations run under job idempotency like the queue workers.
+    assert DDB_WRITES & _actions_on(st, ids["idempotency"])
+    cron_fn = function_by_handler(template, HANDLERS["cron"])
+    env = props(template, cron_fn)["Environment"]["Variables"]
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": ids["idempotency"]}
 
 
 @pytest.mark.parametrize("name", ["variant", "backup", "domain", "cron"])
