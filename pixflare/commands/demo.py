@@ -92,6 +92,8 @@ class Demo:
         self.stack = stack
         self.workdir = workdir
         self.outcomes: list[Outcome] = []
+        # The backed-up image (id, destination client, bucket): the daily jobs delete it.
+        self.backed_up: tuple[str, Any, str] | None = None
 
     # -- helpers -------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -219,6 +221,7 @@ class Demo:
         self.cli("backup", "restore", image_id, "--to", str(restored))
         if restored.read_bytes() != photo.read_bytes():
             raise StepFailed("the restored file differs from the upload")
+        self.backed_up = (image_id, target_client, bucket)
         return f"image {image_id[:8]} synced, verified and restored byte for byte"
 
     def domain(self, dns: LocalDnsServer) -> str:
@@ -265,8 +268,32 @@ class Demo:
             self.say(f"   stats for {DEMO_OWNER} on {today.date()}: {stats.get('views')} view(s)")
             if stats.get("views") != 3:
                 raise StepFailed(f"analytics rolled up {stats.get('views')} views, expected 3")
-            return "cleanup, analytics (3 views rolled up) and backup-sync ran to completion"
-        return "cleanup, analytics and backup-sync ran to completion"
+        purged = self.purge_a_month_later(tonight) if self.backed_up else ""
+        views = " (3 views rolled up)" if counting else ""
+        return f"cleanup, analytics{views} and backup-sync ran to completion{purged}"
+
+    def purge_a_month_later(self, tonight: datetime) -> str:
+        """Delete the backed-up image, run cleanup a month later: every copy is gone."""
+        assert self.backed_up is not None
+        image_id, target_client, bucket = self.backed_up
+        status = self.cli("status", image_id)
+        prefix = status["original"]["key"].rsplit("/", 1)[0] + "/"
+        self.cli("delete", image_id)
+        later = tonight + timedelta(days=31)
+        report = self.cli("cron", "run", "cleanup", "--now", iso(later))
+        expired = report.get("counts", {}).get("expired_images", 0)
+        self.say(f"   deleted {image_id[:8]}; cleanup on {later.date()}: {expired} expired")
+        listed = self.stack.client("s3").list_objects_v2(Bucket=status["bucket"], Prefix=prefix)
+        if listed.get("KeyCount", 0):
+            raise StepFailed(f"{listed['KeyCount']} object(s) left under {prefix}")
+
+        def backup_removed() -> bool:
+            remote = target_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0)
+            return remote == 0
+
+        self.wait_for("the backup copy being removed", backup_removed)
+        self.say(f"   no objects left under {prefix}, backup copy removed")
+        return "; a deleted image purged a month later, with its backup"
 
     def dlq(self) -> str:
         if not self.function_available("lambdas.variant."):
