@@ -52,6 +52,7 @@ REACH = {
             "StorageImagesTable",
             "StorageStatsTable",
             "StorageDestinationsTable",
+            "StorageIdempotencyTable",
         },
         "key": True,
     },
