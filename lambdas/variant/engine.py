@@ -47,9 +47,10 @@ Speed
     before resizing). Colour conversion, rotation and encoding of each
     variant run on a small thread pool (Pillow releases the GIL).
     Encoders: JPEG baseline, 4:2:0, no optimize pass; PNG with the Sub
-    filter on every row and zlib level 1 (our own minimal writer, see _png:
-    about three times faster than Pillow's adaptive filtering, files a few
-    percent larger); WebP method 2 (of 0-6).
+    filter on every row, zlib level 1 with the run-length strategy, large
+    images deflated in pieces on the pool (our own minimal writer, see
+    _png: about three times faster than Pillow's adaptive filtering, and
+    smaller files on photos); WebP method 2 (of 0-6).
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ import itertools
 import math
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Final, Literal
+from functools import lru_cache, partial
+from typing import Final, Literal, TypeVar
 
 from PIL import Image, ImageChops, ImageCms, ImageFile, UnidentifiedImageError
 
@@ -105,22 +106,32 @@ PNG_COMPRESS_LEVEL: Final = 1
 WEBP_METHOD: Final = 2
 
 Resample = Image.Resampling
+_T = TypeVar("_T")
 # How each variant is resized. The pyramid (box halving with reduce()) and
 # the larger variants already made are candidate sources; a variant is made
 # from the smallest one that is at least ``ratio`` times its size, by one
 # filtered resize. Large variants carry the cost and JPEG's own loss at
-# their size hides small filter differences, so they take the cheaper
-# filter straight from the nearest source; small variants are cheap, and
-# there a coarser pyramid step would show, so they keep a wider gap and
-# LANCZOS. bench/variants.py measures both choices against a
-# full-resolution LANCZOS reference.
+# their size hides small filter differences, so they take a cheaper filter
+# straight from the nearest source: the largest (2 MP and up: w2048, a
+# portrait w1536) BOX, area averaging, about 30% faster than BILINEAR;
+# the middle ones BILINEAR, because they are often made from a large
+# variant and two area-averaging steps in a row cost up to 0.4 dB (BOX
+# there measured 0.44 dB below the q85 reference on webp8 og-image,
+# BILINEAR 0.13). Small variants are cheap, and there a coarser pyramid
+# step would show, so they keep a wider gap and LANCZOS. bench/variants.py
+# measures these choices against a full-resolution LANCZOS reference.
+_HUGE_PIXELS: Final = 2_000_000
 _LARGE_PIXELS: Final = 400_000
+_HUGE_STEP: Final = (1.0, Resample.BOX)
 _LARGE_STEP: Final = (1.0, Resample.BILINEAR)
 _SMALL_STEP: Final = (2.0, Resample.LANCZOS)
 
 
 def _step(size: tuple[int, int]) -> tuple[float, Resample]:
-    return _LARGE_STEP if size[0] * size[1] >= _LARGE_PIXELS else _SMALL_STEP
+    pixels = size[0] * size[1]
+    if pixels >= _HUGE_PIXELS:
+        return _HUGE_STEP
+    return _LARGE_STEP if pixels >= _LARGE_PIXELS else _SMALL_STEP
 
 
 Image.init()  # register every plugin now, so formats= below finds them
@@ -388,7 +399,12 @@ def _flatten(im: Image.Image) -> Image.Image:
     return im
 
 
-def _encode(im: Image.Image, fmt: OutputFormat) -> bytes:
+def _encode(
+    im: Image.Image,
+    fmt: OutputFormat,
+    pool: ThreadPoolExecutor | None = None,
+    parts: int = 1,
+) -> bytes:
     if im.info:  # nothing from the source travels into the output
         im = im.copy()
         im.info = {}
@@ -400,7 +416,7 @@ def _encode(im: Image.Image, fmt: OutputFormat) -> bytes:
         im.save(buf, "JPEG", quality=QUALITY, subsampling=2, optimize=False)
     elif fmt == "PNG":
         if im.mode in _PNG_COLOUR_TYPES:
-            return _png(im)
+            return _png(im, pool, parts)
         im.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     else:
         if im.mode not in ("RGB", "RGBA"):
@@ -412,34 +428,97 @@ def _encode(im: Image.Image, fmt: OutputFormat) -> bytes:
 _PNG_COLOUR_TYPES: Final = {"L": 0, "RGB": 2, "RGBA": 6}
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(payload, zlib.crc32(kind)) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+def _png_chunk(kind: bytes, payload: list[bytes]) -> list[bytes]:
+    """A chunk as a list of parts, so that a large payload is copied once,
+    when the whole file is joined."""
+    crc = zlib.crc32(kind)
+    for part in payload:
+        crc = zlib.crc32(part, crc)
+    length = sum(len(part) for part in payload)
+    return [struct.pack(">I", length), kind, *payload, struct.pack(">I", crc & 0xFFFFFFFF)]
 
 
-def _png(im: Image.Image) -> bytes:
+# Deflate pieces smaller than this are not worth a thread.
+_PNG_PIECE_MIN_BYTES: Final = 1 << 20
+# CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest level, check bits).
+_ZLIB_HEADER: Final = b"\x78\x01"
+_ADLER_BASE: Final = 65521
+
+
+def _adler32_combine(first: int, second: int, second_len: int) -> int:
+    """The Adler-32 of A + B from those of A and B and B's length (zlib's
+    adler32_combine, which Python's zlib module does not expose)."""
+    rem = second_len % _ADLER_BASE
+    lo1, hi1 = first & 0xFFFF, first >> 16
+    lo2, hi2 = second & 0xFFFF, second >> 16
+    lo = (lo1 + lo2 - 1) % _ADLER_BASE
+    hi = (rem * lo1 + hi1 + hi2 - rem) % _ADLER_BASE
+    return (hi << 16) | lo
+
+
+def _deflate_piece(piece: memoryview, last: bool) -> tuple[bytes, int]:
+    """Raw deflate of ``piece`` that can be followed by another such piece
+    (a sync flush ends it on a byte boundary, without the final-block bit),
+    and its Adler-32."""
+    # Z_RLE: after the Sub filter, runs of equal bytes are most of what
+    # deflate finds in pixel rows; on photos it is faster and smaller than
+    # the default string matching at level 1 (measured: 100 vs 144 ms and
+    # 5.8 vs 6.7 MB for a 2048 x 1536 RGBA variant).
+    comp = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+    body = comp.compress(piece) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return body, zlib.adler32(piece)
+
+
+def _zlib_stream(data: bytes, pool: ThreadPoolExecutor | None, parts: int) -> list[bytes]:
+    """A zlib stream of ``data``, deflated in up to ``parts`` pieces at once.
+
+    A zlib stream may be any sequence of deflate blocks, so independently
+    deflated pieces joined at byte boundaries form one valid stream (each
+    piece only loses back-references into the one before it).
+    """
+    parts = max(1, min(parts, len(data) // _PNG_PIECE_MIN_BYTES))
+    cuts = [len(data) * i // parts for i in range(parts + 1)]
+    view = memoryview(data)
+    tasks = [
+        partial(_deflate_piece, view[a:b], b == len(data)) for a, b in itertools.pairwise(cuts)
+    ]
+    pieces = _run_all(pool, tasks)
+    adler = pieces[0][1]
+    for (_, piece_adler), (a, b) in zip(pieces[1:], itertools.pairwise(cuts[1:]), strict=True):
+        adler = _adler32_combine(adler, piece_adler, b - a)
+    return [_ZLIB_HEADER, *(body for body, _ in pieces), struct.pack(">I", adler)]
+
+
+def _png(im: Image.Image, pool: ThreadPoolExecutor | None = None, parts: int = 1) -> bytes:
     """A plain PNG (IHDR, IDAT, IEND: nothing else) with the Sub filter on
-    every row, at zlib level PNG_COMPRESS_LEVEL.
+    every row, at zlib level PNG_COMPRESS_LEVEL, deflated in up to ``parts``
+    pieces on ``pool``.
 
-    Pillow's own encoder tries five filters on every row, which costs more
-    than the compression itself at low levels; one fixed filter, computed
-    for the whole image at once with ImageChops, makes files a few percent
-    larger in a third of the time.
+    Pillow's own encoder tries several filters on every row and cannot run
+    on more than one thread; one fixed filter, computed for the whole image
+    at once with ImageChops, and run-length deflate make the files of a
+    photo smaller in a third of the time.
     """
     width, height = im.size
     # Sub: each byte minus the same byte of the pixel to its left (0 at the edge).
-    left = Image.new(im.mode, im.size)
-    left.paste(im.crop((0, 0, width - 1, height)), (1, 0))
-    raw = ImageChops.subtract_modulo(im, left).tobytes()
+    left = ImageChops.offset(im, 1, 0)  # wraps the last column round ...
+    left.paste(0, (0, 0, 1, height))  # ... so blank it
+    raw = memoryview(ImageChops.subtract_modulo(im, left).tobytes())
+    del left
     stride = len(raw) // height
-    rows = b"".join(b"\x01" + raw[y * stride : (y + 1) * stride] for y in range(height))
+    rows = b"".join(
+        itertools.chain.from_iterable(
+            (b"\x01", raw[y * stride : (y + 1) * stride]) for y in range(height)
+        )
+    )
+    del raw
     ihdr = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[im.mode], 0, 0, 0)
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", ihdr),
-            _png_chunk(b"IDAT", zlib.compress(rows, PNG_COMPRESS_LEVEL)),
-            _png_chunk(b"IEND", b""),
+            *_png_chunk(b"IHDR", [ihdr]),
+            *_png_chunk(b"IDAT", _zlib_stream(rows, pool, parts)),
+            *_png_chunk(b"IEND", []),
         )
     )
 
@@ -527,6 +606,23 @@ class _Sources:
 _STRIP_MIN_PIXELS: Final = 200_000
 
 
+def _run_all(pool: ThreadPoolExecutor | None, tasks: Sequence[Callable[[], _T]]) -> list[_T]:
+    """Results of ``tasks``, in order, spread over ``pool``.
+
+    The caller runs the first task itself, and takes back any other that no
+    worker has started yet (a cancelled future was never run), so it only
+    ever waits on work in progress. That is what lets a pool worker call
+    this too: waiting on queued work from inside the pool could deadlock.
+    """
+    if pool is None or len(tasks) < 2:
+        return [task() for task in tasks]
+    futures = [pool.submit(task) for task in tasks[1:]]
+    results = [tasks[0]()]
+    for task, fut in zip(tasks[1:], futures, strict=True):
+        results.append(task() if fut.cancel() else fut.result())
+    return results
+
+
 def _resize(
     src: Image.Image,
     box: tuple[float, float, float, float],
@@ -548,14 +644,15 @@ def _resize(
     step = (y1 - y0) / height
     cuts = [round(i * height / parts) for i in range(parts + 1)]
 
-    def strip(r0: int, r1: int) -> Image.Image:
-        return src.resize((width, r1 - r0), resample, box=(x0, y0 + r0 * step, x1, y0 + r1 * step))
+    def strip(r0: int, r1: int) -> Callable[[], Image.Image]:
+        return lambda: src.resize(
+            (width, r1 - r0), resample, box=(x0, y0 + r0 * step, x1, y0 + r1 * step)
+        )
 
-    futures = [pool.submit(strip, r0, r1) for r0, r1 in itertools.pairwise(cuts[1:])]
+    strips = _run_all(pool, [strip(r0, r1) for r0, r1 in itertools.pairwise(cuts)])
     out = Image.new(src.mode, size)
-    out.paste(strip(cuts[0], cuts[1]), (0, 0))
-    for r0, fut in zip(cuts[1:-1], futures, strict=True):
-        out.paste(fut.result(), (0, r0))
+    for r0, part in zip(cuts, strips, strict=False):
+        out.paste(part, (0, r0))
     return out
 
 
@@ -645,7 +742,7 @@ def _render(
             img = colour(img)
         if transpose is not None:
             img = img.transpose(transpose)
-        encoded = _encode(img, fmt)
+        encoded = _encode(img, fmt, pool, threads)
         return Rendition(
             data=encoded,
             width=img.width,
