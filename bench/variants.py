@@ -155,7 +155,10 @@ def make_inputs(quick: bool) -> list[Input]:
 # Geometry shared by naive and libvips (the same rules as the engine's).
 
 
-def target(spec: VariantSpec, width: int, height: int) -> tuple[tuple[int, int], tuple[float, ...]]:
+Box = tuple[float, float, float, float]
+
+
+def target(spec: VariantSpec, width: int, height: int) -> tuple[tuple[int, int], Box]:
     if spec.height is None:
         w = min(spec.width, width)
         return (w, max(1, round(height * w / width))), (0, 0, width, height)
@@ -194,9 +197,9 @@ def ours(data: bytes, threads: int) -> dict[str, bytes]:
 
 def naive(data: bytes, threads: int) -> dict[str, bytes]:
     def one(spec: VariantSpec) -> tuple[str, bytes]:
-        im = Image.open(io.BytesIO(data))
-        fmt = "JPEG" if spec.force_jpeg else output_format(im.format or "")
-        im = ImageOps.exif_transpose(im)
+        opened = Image.open(io.BytesIO(data))
+        fmt = "JPEG" if spec.force_jpeg else output_format(opened.format or "")
+        im = ImageOps.exif_transpose(opened)
         if im.mode not in ("RGB", "RGBA"):
             im = im.convert("RGB")
         size, box = target(spec, im.width, im.height)
@@ -253,18 +256,32 @@ def vips(data: bytes, threads: int) -> dict[str, bytes]:
 # Measuring
 
 
-def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function, the contenders taking turns in
-    every round so that a busy machine slows them alike."""
-    for fn in fns.values():
-        fn()  # warm-up: imports, caches, first-touch allocations
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+@dataclass
+class Contender:
+    fn: Callable[[], dict[str, bytes]]
+    repeats: int
+    warm_up: bool = True
+
+
+def median_times(contenders: dict[str, Contender]) -> tuple[dict[str, float], dict[str, int]]:
+    """Median wall time of each contender, all taking turns in every round
+    (a contender with fewer repeats drops out after its last) so that a busy
+    machine slows them alike; and the total size of each one's eight outputs
+    (a faster encoder writing much larger files would not be a fair win)."""
+    sizes: dict[str, int] = {}
+    for name, c in contenders.items():
+        if c.warm_up:  # imports, caches, first-touch allocations
+            sizes[name] = sum(len(v) for v in c.fn().values())
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for i in range(max(c.repeats for c in contenders.values())):
+        for name, c in contenders.items():
+            if i >= c.repeats:
+                continue
             start = time.perf_counter()
-            fn()
+            out = c.fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            sizes.setdefault(name, sum(len(v) for v in out.values()))
+    return {name: statistics.median(ts) for name, ts in times.items()}, sizes
 
 
 def child_rss(path: Path, threads: int, with_boto3: bool) -> dict[str, float]:
@@ -345,6 +362,7 @@ def main() -> int:
     else:
         print(f", libvips unavailable ({VIPS_ERROR})", end="")
     print(f", {os.cpu_count()} CPUs, repeats {repeats} (naive {naive_repeats})")
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     t0 = time.perf_counter()
     inputs = make_inputs(args.quick)
     print(f"inputs made in {time.perf_counter() - t0:.1f} s:")
@@ -354,31 +372,42 @@ def main() -> int:
     print()
     header = (
         f"{'input':8} {'thr':>3} {'ours ms':>8} {'vips ms':>8} {'naive ms':>9} "
-        f"{'ours/vips':>9} {'ours/naive':>10}"
+        f"{'ours/vips':>9} {'ours/naive':>10} {'ours KB':>8} {'vips KB':>8} {'naive KB':>8}"
     )
     print(header)
     print("-" * len(header))
     speed: dict[tuple[str, int], dict[str, float]] = {}
+    phase = time.perf_counter()
     for inp in inputs:
         for threads in (1, 2):
-            fns: dict[str, Callable[[], object]] = {"ours": partial(ours, inp.data, threads)}
+            contenders = {"ours": Contender(partial(ours, inp.data, threads), repeats)}
             if pyvips is not None:
-                fns["vips"] = partial(vips, inp.data, threads)
-            row = median_times(fns, repeats)
+                contenders["vips"] = Contender(partial(vips, inp.data, threads), repeats)
             if not args.no_naive:
-                row |= median_times({"naive": partial(naive, inp.data, threads)}, naive_repeats)
+                # No warm-up of its own: ours ran first on the same Pillow.
+                contenders["naive"] = Contender(
+                    partial(naive, inp.data, threads), naive_repeats, warm_up=False
+                )
+            row, sizes = median_times(contenders)
             speed[(inp.name, threads)] = row
             v, n = row.get("vips"), row.get("naive")
+
+            def kb(name: str, sizes: dict[str, int] = sizes) -> str:
+                return f"{sizes[name] / 1e3:8.0f}" if name in sizes else f"{'-':>8}"
+
             print(
                 f"{inp.name:8} {threads:>3} {row['ours'] * 1e3:8.1f} "
                 f"{(v or math.nan) * 1e3:8.1f} {(n or math.nan) * 1e3:9.1f} "
                 f"{row['ours'] / v if v else math.nan:9.2f} "
-                f"{row['ours'] / n if n else math.nan:10.3f}",
+                f"{row['ours'] / n if n else math.nan:10.3f} "
+                f"{kb('ours')} {kb('vips')} {kb('naive')}",
                 flush=True,
             )
+    print(f"(speed runs took {time.perf_counter() - phase:.0f} s)")
 
     print()
     print("Peak RSS of ours, one render in a fresh process (MB):")
+    phase = time.perf_counter()
     tmp = ROOT / "bench" / ".variants-input"
     rss: dict[str, dict[str, float]] = {}
     try:
@@ -396,6 +425,7 @@ def main() -> int:
             )
     finally:
         tmp.unlink(missing_ok=True)
+    print(f"(RSS runs took {time.perf_counter() - phase:.0f} s)")
 
     print()
     print("Quality: PSNR (dB) against one LANCZOS resize of the full decode")
@@ -403,11 +433,13 @@ def main() -> int:
     print(qheader)
     print("-" * len(qheader))
     worst = (-math.inf, "", "")
+    phase = time.perf_counter()
     for inp in inputs:
         for name, mine, ref in quality(inp.data):
             gap = ref - mine
             worst = max(worst, (gap, inp.name, name))
             print(f"{inp.name:8} {name:9} {mine:7.2f} {ref:8.2f} {gap:6.2f}")
+    print(f"(quality runs took {time.perf_counter() - phase:.0f} s)")
 
     print()
     print("Against the aims (issue 8):")
@@ -437,6 +469,11 @@ def main() -> int:
     print(f"  (worst gap at {worst[1]} {worst[2]})")
     if args.quick:
         print("  --quick: half-size inputs; the aims are stated for the full sizes.")
+    print(
+        "load average at end: {:.2f} {:.2f} {:.2f}; whole run {:.0f} s".format(
+            *os.getloadavg(), time.perf_counter() - t0
+        )
+    )
     return 0
 
 
