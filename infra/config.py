@@ -202,6 +202,7 @@ OUTPUT_BUCKET = "ImagesBucketName"
 OUTPUT_BACKUP_KEY = "BackupKeyId"
 OUTPUT_CRON_QUEUE = "CronQueueUrl"
 OUTPUT_CRON_FUNCTION = "CronFunctionName"
+OUTPUT_RUNTIME_SETTINGS = "RuntimeSettings"
 
 CUSTOM_DOMAIN_PROVIDERS = ("dns-only", "cloudflare")
 _TRUE = {"1", "true", "yes", "on"}

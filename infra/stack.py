@@ -6,6 +6,7 @@ each role's reach can be read in one place (docs/internals.md, "Functions").
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -209,6 +210,16 @@ class PixflareJobsStack(Stack):
             outputs[f"{prefix}DlqUrl"] = worker.dlq.queue_url
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
+        # The runtime settings the functions were deployed with (no secrets among them), so
+        # `pixflare domain add` prints the deployed CNAME target, not whatever the shell has.
+        runtime: dict[str, str] = {}
+        for env in self.settings.runtime_env().values():
+            runtime.update(env)
+        CfnOutput(
+            self,
+            config.OUTPUT_RUNTIME_SETTINGS,
+            value=json.dumps(dict(sorted(runtime.items())), separators=(",", ":")),
+        )
 
     @property
     def functions(self) -> dict[str, lambda_.Function]:

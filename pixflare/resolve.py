@@ -31,6 +31,7 @@ from pixflare.local.runtime import RUNTIME_VARIABLES
 
 DEFAULT_STACK_NAME = "PixflareJobs"
 OUTPUTS_BUCKET = "pixflare-local-stack"
+RUNTIME_SETTINGS_OUTPUT = "RuntimeSettings"
 LOCAL_REGION = "us-east-1"
 
 # Stack output -> the environment variable a function would be given (docs/internals.md).
@@ -129,11 +130,27 @@ def stack_outputs(
     }
 
 
+def _deployed_runtime_settings(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The runtime settings the stack's functions were given (its RuntimeSettings output)."""
+    raw = outputs.get(RUNTIME_SETTINGS_OUTPUT)
+    if not raw:
+        return {}
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise ResolveError(f"the stack's {RUNTIME_SETTINGS_OUTPUT} output is not JSON") from None
+    if not isinstance(document, dict):
+        raise ResolveError(f"the stack's {RUNTIME_SETTINGS_OUTPUT} output is not an object")
+    return {str(k): str(v) for k, v in document.items() if k in RUNTIME_VARIABLES}
+
+
 def settings_from_outputs(
     outputs: Mapping[str, str], environ: Mapping[str, str] | None = None
 ) -> Settings:
     environ = os.environ if environ is None else environ
-    values = {name: value for name, value in environ.items() if name in RUNTIME_VARIABLES}
+    values = _deployed_runtime_settings(outputs)
+    # The caller's environment wins, as it does for the embedded stack's workers.
+    values.update({name: value for name, value in environ.items() if name in RUNTIME_VARIABLES})
     for output, variable in OUTPUT_VARIABLES.items():
         if outputs.get(output):
             values[variable] = outputs[output]

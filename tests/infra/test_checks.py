@@ -30,6 +30,7 @@ ALWAYS_OUTPUTS = {
     "BackupKeyId",
     "CronQueueUrl",
     "CronFunctionName",
+    "RuntimeSettings",
 }
 # cfn-lint warnings we accept, each for a named reason.
 ACCEPTED_WARNINGS = {
@@ -57,6 +58,19 @@ def test_output_values_point_at_the_right_resources(template: Template) -> None:
     assert outputs["CronFunctionName"]["Ref"].startswith("SchedulesCronFunction")
     for stem in ("Images", "Domains", "Stats", "Destinations", "Idempotency"):
         assert outputs[f"{stem}TableName"]["Ref"].startswith(f"Storage{stem}Table")
+
+
+def test_runtime_settings_output_carries_the_context_but_no_secret(
+    template: Template, custom: Template
+) -> None:
+    import json
+
+    deployed = json.loads(template["Outputs"]["RuntimeSettings"]["Value"])
+    assert deployed["DOMAIN_MAX_CHECKS"] == "40"
+    assert deployed["ENABLE_QUEUES"] == "true"
+    custom_settings = json.loads(custom["Outputs"]["RuntimeSettings"]["Value"])
+    assert custom_settings["CUSTOM_DOMAIN_PROVIDER"] == "cloudflare"
+    assert not any("TOKEN" in name or "SECRET" in name for name in custom_settings)
 
 
 def _alarms(template: Template) -> list[dict]:

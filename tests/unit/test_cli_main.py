@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
 from pixflare.cli import build_parser, error_reason, main
 from pixflare.context import CommandError
-from pixflare.resolve import settings_from_outputs
+from pixflare.resolve import ResolveError, settings_from_outputs
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -71,6 +72,31 @@ def test_outputs_map_to_the_functions_environment_names() -> None:
     assert settings.variant_queue_url == "http://q"
     assert settings.soft_delete_retention_days == 7
     assert settings.enable_queues is True
+
+
+def test_deployed_runtime_settings_come_from_the_stack_and_the_shell_overrides_them() -> None:
+    outputs = {
+        "ImagesBucketName": "b",
+        "VariantQueueUrl": "http://q",
+        "RuntimeSettings": json.dumps(
+            {
+                "CUSTOM_DOMAIN_FALLBACK_CNAME": "cdn.example.com",
+                "DOMAIN_MAX_CHECKS": "40",
+                "IMAGES_BUCKET": "ignored: resources come from their own outputs",
+            }
+        ),
+    }
+    deployed = settings_from_outputs(outputs, environ={})
+    assert deployed.custom_domain_fallback_cname == "cdn.example.com"
+    assert deployed.images_bucket == "b"
+    overridden = settings_from_outputs(outputs, environ={"DOMAIN_MAX_CHECKS": "3"})
+    assert overridden.domain_max_checks == 3
+    assert overridden.custom_domain_fallback_cname == "cdn.example.com"
+
+
+def test_a_malformed_runtime_settings_output_is_a_clear_error() -> None:
+    with pytest.raises(ResolveError, match="RuntimeSettings"):
+        settings_from_outputs({"RuntimeSettings": "{not json"}, environ={})
 
 
 def test_a_stack_without_queue_outputs_uploads_without_queues() -> None:
