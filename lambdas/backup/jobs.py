@@ -343,6 +343,8 @@ def delete_backup(images: ImageRepository, destination: Destination, job: Backup
     key = destination.object_key(job.owner, job.album, job.filename)
     target = remote_client(destination, decrypt_credentials(destination))
     record = images.get(job.image_id)
+    if record is not None and record.owner != job.owner:
+        record = None  # a job naming another owner's image must not touch that image
     try:
         _delete_remote(target, destination.bucket, key, quiet=False)
     except PermanentError:

@@ -441,3 +441,52 @@ def test_backup_job_naming_another_owners_image_changes_nothing(
     # Then it is refused for good, and alice's record is exactly as it was
     assert result.retried == 0 and len(result.done) == 1
     assert snapshot(aws) == before
+
+
+def test_backup_delete_naming_another_owners_image_leaves_it_alone(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    from lambdas.backup.destinations import DestinationRequest, configure_destination
+    from lambdas.shared.destinations import DestinationCredentials
+
+    use_env(monkeypatch, aws.env("backup"))
+    # Given alice's image, and mallory with a reachable backup destination of her own
+    victim = store_upload(
+        load_settings(), encode(photo(), "JPEG"), owner="alice", album="a", filename="v.jpg"
+    )
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="mallory-backups")
+    configure_destination(
+        load_settings(),
+        DestinationRequest(
+            owner=OWNER,
+            bucket="mallory-backups",
+            credentials=DestinationCredentials("mallory-key-id", SecretStr("s" * 20)),
+        ),
+        check=False,
+    )
+    before = snapshot(aws)
+    # When mallory's queue carries a backup delete naming alice's image
+    forged = {
+        "v": 1,
+        "imageId": victim.record.image_id,
+        "owner": OWNER,
+        "action": "delete",
+        "album": "a",
+        "filename": "v.jpg",
+        "requestedAt": "2025-01-01T00:00:00Z",
+    }
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=aws.queue_urls["backup"], MessageBody=json.dumps(forged)
+    )
+    drive_queue(
+        aws.queue_urls["backup"],
+        aws.queue_arns["backup"],
+        backup_handler.handler,
+        batch_size=10,
+        remaining_ms=60_000,
+    )
+    # Then alice's record is exactly as it was (its backup not marked deleted)
+    assert ImageRepository(aws.tables["images"]).get(victim.record.image_id).backup_status == "none"
+    assert snapshot(aws) == before
