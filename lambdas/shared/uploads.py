@@ -7,6 +7,7 @@ storing the object or queueing the variant job fails, both are rolled back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -129,9 +130,9 @@ def store_upload(
 
 
 def _roll_back(bucket: str, images: ImageRepository, record: ImageRecord) -> None:
-    try:
-        with aws_errors("roll back upload"):
-            aws.s3().delete_object(Bucket=bucket, Key=record.original_key)
-            images.delete(record)
-    except Exception:
-        return
+    # Each step on its own: an original left behind is an orphan the daily cleanup
+    # removes, but a record left behind would hold the name with no image.
+    with contextlib.suppress(Exception), aws_errors("roll back upload"):
+        aws.s3().delete_object(Bucket=bucket, Key=record.original_key)
+    with contextlib.suppress(Exception):
+        images.delete(record)
