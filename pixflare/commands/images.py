@@ -124,9 +124,12 @@ def _describe_status(status: dict[str, Any]) -> str:
             f"{info['content_type']}"
         )
     lines.append(f"  backup: {status.get('backup_status')}")
-    if status.get("ai"):
-        labels = ", ".join(str(label) for label in status["ai"].get("labels", [])[:8])
-        lines.append(f"  ai: {labels}")
+    ai = status.get("ai")
+    if ai and ai.get("error"):
+        lines.append(f"  ai: failed ({ai['error']})")
+    elif ai:
+        labels = ", ".join(str(label.get("name")) for label in ai.get("labels", [])[:8])
+        lines.append(f"  ai: {labels or '(no labels)'}")
     if status.get("deleted_at"):
         lines.append(f"  deleted at {status['deleted_at']}")
     return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""`pixflare upload` and `pixflare status` as a person reads them (moto resources)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+
+from lambdas.shared.config import load_settings
+from lambdas.shared.images import ImageRepository
+from lambdas.shared.uploads import store_upload
+from pixflare.commands import images
+from pixflare.context import CommandContext
+from tests.conftest import use_env
+from tests.support.aws_resources import Resources
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+
+@pytest.fixture
+def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
+    use_env(monkeypatch, aws.env("variant"))
+    return aws
+
+
+def pixflare(*argv: str) -> str:
+    """Run one subcommand without --json; returns what it printed."""
+    parser = argparse.ArgumentParser(prog="pixflare")
+    images.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out = io.StringIO()
+    args.func(args, CommandContext(load_settings(), stdout=out, stderr=io.StringIO()))
+    return out.getvalue()
+
+
+def test_status_names_the_labels(env: Resources) -> None:
+    # Given an image labelled by the AI stage
+    record = store_upload(load_settings(), JPEG, owner="alice", album="a", filename="p.jpg").record
+    ai = {
+        "labels": [{"name": "Dog", "confidence": 0.97}, {"name": "Grass", "confidence": 0.8}],
+        "dominant_colors": [],
+        "model": "rekognition",
+        "at": "2026-01-01T00:00:00Z",
+    }
+    ImageRepository(env.tables["images"]).update(record.image_id, {"ai": ai})
+    # When its status is shown to a person
+    text = pixflare("status", record.image_id)
+    # Then the labels read as names, not as raw data
+    assert "ai: Dog, Grass" in text
+    assert "confidence" not in text
+
+
+def test_status_shows_why_labelling_failed(env: Resources) -> None:
+    record = store_upload(load_settings(), JPEG, owner="alice", album="a", filename="p.jpg").record
+    ai = {"error": "cannot prepare the image", "model": "rekognition", "at": "x"}
+    ImageRepository(env.tables["images"]).update(record.image_id, {"ai": ai})
+    assert "ai: failed (cannot prepare the image)" in pixflare("status", record.image_id)
