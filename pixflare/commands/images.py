@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from lambdas.shared.errors import ConditionFailedError
+from lambdas.shared.errors import ConditionFailedError, PixflareError
 from lambdas.shared.images import ImageRecord, ImageRepository, iso, utcnow
 from lambdas.shared.keys import validate_image_id
 from lambdas.shared.uploads import store_upload
@@ -146,7 +146,14 @@ def run_upload(args: argparse.Namespace, ctx: CommandContext) -> int:
     results: list[dict[str, Any]] = []
     for index, (path, data) in enumerate(payloads):
         name = args.name or Path(path).name
-        upload = store_upload(settings, data, owner=args.owner, album=args.album, filename=name)
+        try:
+            upload = store_upload(settings, data, owner=args.owner, album=args.album, filename=name)
+        except PixflareError as err:
+            if not results:
+                raise
+            # The files before this one are stored: their ids must not be lost with it.
+            stored = ", ".join(f"{r['file']} -> {r['imageId']}" for r in results)
+            raise CommandError(f"{path}: {err} (already stored: {stored})") from None
         results.append({"imageId": upload.record.image_id, "file": path})
         progress.update(index + 1)
     progress.close()

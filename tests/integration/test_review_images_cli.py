@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 
 import pytest
 
 from lambdas.shared.config import load_settings
 from lambdas.shared.images import ImageRepository
+from lambdas.shared.keys import ImagePath
 from lambdas.shared.uploads import store_upload
 from pixflare.commands import images
-from pixflare.context import CommandContext
+from pixflare.context import CommandContext, CommandError
 from tests.conftest import use_env
 from tests.support.aws_resources import Resources
 
@@ -56,3 +58,23 @@ def test_status_shows_why_labelling_failed(env: Resources) -> None:
     ai = {"error": "cannot prepare the image", "model": "rekognition", "at": "x"}
     ImageRepository(env.tables["images"]).update(record.image_id, {"ai": ai})
     assert "ai: failed (cannot prepare the image)" in pixflare("status", record.image_id)
+
+
+def test_upload_of_several_files_reports_those_stored_before_one_is_refused(
+    env: Resources, tmp_path: Path
+) -> None:
+    # Given b.jpg already taken in the album
+    store_upload(load_settings(), JPEG, owner="alice", album="a", filename="b.jpg")
+    first, second = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    first.write_bytes(JPEG)
+    second.write_bytes(JPEG)
+    # When a.jpg and b.jpg are uploaded together
+    with pytest.raises(CommandError) as refused:
+        pixflare("upload", str(first), str(second), "--owner", "alice", "--album", "a")
+    # Then the error names the refused file and the image id a.jpg was stored as
+    message = str(refused.value)
+    claimed = ImageRepository(env.tables["images"]).claimed_paths(
+        [ImagePath("alice", "a", "a.jpg")]
+    )
+    assert "alice/a/b.jpg already exists" in message
+    assert f"a.jpg -> {claimed['alice/a/a.jpg']}" in message
