@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from dnslib import CNAME, QTYPE, RCODE, RR, TXT, A, DNSRecord
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 LOOPBACK = "127.0.0.1"
 TTL = 30
@@ -62,27 +62,11 @@ class LocalDnsServer:
 
     def start(self) -> LocalDnsServer:
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-        for _ in range(_PORT_ATTEMPTS):  # a free UDP port is not always free for TCP
-            udp = DNSServer(self._resolver, address=LOOPBACK, port=0, logger=quiet)
-            port = udp.server.server_address[1]
-            try:
-                tcp = DNSServer(self._resolver, address=LOOPBACK, port=port, tcp=True, logger=quiet)
-            except OSError:
-                udp.server.server_close()
-                continue
-            self.port = port
-            self._servers = [udp, tcp]
-            for server in self._servers:
-                threading.Thread(
-                    target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-                ).start()
-            return self
-        raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
+        self.port, self._servers = serve_on_loopback(self._resolver, logger=quiet)
+        return self
 
     def stop(self) -> None:
-        for server in self._servers:
-            server.server.shutdown()
-            server.server.server_close()
+        stop_servers(self._servers)
         self._servers = []
 
     def __enter__(self) -> LocalDnsServer:
@@ -90,3 +74,39 @@ class LocalDnsServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def serve_on_loopback(
+    resolver: BaseResolver,
+    *,
+    logger: DNSLogger,
+    handler: type[DNSHandler] = DNSHandler,
+    poll_interval: float = 0.05,
+) -> tuple[int, list[DNSServer]]:
+    """Serve ``resolver`` over UDP and TCP on one free port of 127.0.0.1: (port, servers)."""
+    for _ in range(_PORT_ATTEMPTS):  # a free UDP port is not always free for TCP
+        udp = DNSServer(resolver, address=LOOPBACK, port=0, handler=handler, logger=logger)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(
+                resolver, address=LOOPBACK, port=port, tcp=True, handler=handler, logger=logger
+            )
+        except OSError:
+            udp.server.server_close()
+            continue
+        servers = [udp, tcp]
+        for server in servers:
+            # A short poll interval keeps stop() quick (dnslib's start_thread uses 0.5 s).
+            threading.Thread(
+                target=server.server.serve_forever,
+                kwargs={"poll_interval": poll_interval},
+                daemon=True,
+            ).start()
+        return port, servers
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
+
+
+def stop_servers(servers: list[DNSServer]) -> None:
+    for server in servers:
+        server.server.shutdown()
+        server.server.server_close()

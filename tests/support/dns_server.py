@@ -6,7 +6,7 @@ replaced or removed between queries, a name can be made to SERVFAIL, and UDP
 answers over 512 bytes are truncated so clients must retry over TCP, as with a
 real server. ``BlackHoleDnsServer`` reads UDP queries and never answers.
 
-Also used by the local-stack demo, so a user can "create" their DNS records.
+The demo's own, simpler server is pixflare.local.dns (it shares the serving part).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 from dnslib import AAAA, CNAME, NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
-LOOPBACK = "127.0.0.1"
+from pixflare.local.dns import LOOPBACK, serve_on_loopback, stop_servers
+
 DEFAULT_TTL = 60
 NEGATIVE_TTL = 300  # what a recursive resolver would cache a "no such name" for
 MAX_CNAME_CHAIN = 8
 MAX_TXT_CHUNK = 255
-_PORT_ATTEMPTS = 20
 
 
 def _name(name: str) -> str:
@@ -174,42 +174,16 @@ class LoopbackDnsServer:
         return f"{LOOPBACK}:{self.port}"
 
     def start(self) -> LoopbackDnsServer:
-        resolver = _ZoneResolver(self.zone)
-        for _ in range(_PORT_ATTEMPTS):  # a free UDP port is not always free for TCP
-            udp = DNSServer(
-                resolver,
-                address=LOOPBACK,
-                port=0,
-                handler=_TruncatingHandler,
-                logger=_quiet_logger(),
-            )
-            port = udp.server.server_address[1]
-            try:
-                tcp = DNSServer(
-                    resolver,
-                    address=LOOPBACK,
-                    port=port,
-                    tcp=True,
-                    handler=_TruncatingHandler,
-                    logger=_quiet_logger(),
-                )
-            except OSError:
-                udp.server.server_close()
-                continue
-            self.port = port
-            self._servers = [udp, tcp]
-            for server in self._servers:
-                # A short poll interval keeps stop() quick (dnslib's start_thread uses 0.5 s).
-                threading.Thread(
-                    target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-                ).start()
-            return self
-        raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
+        self.port, self._servers = serve_on_loopback(
+            _ZoneResolver(self.zone),
+            logger=_quiet_logger(),
+            handler=_TruncatingHandler,
+            poll_interval=0.02,
+        )
+        return self
 
     def stop(self) -> None:
-        for server in self._servers:
-            server.stop()
-            server.server.server_close()
+        stop_servers(self._servers)
         self._servers = []
 
     def __enter__(self) -> LoopbackDnsServer:
