@@ -68,8 +68,14 @@ def _local_outputs(client_kwargs: dict[str, Any], stack: str) -> dict[str, str] 
         )
     except ClientError:
         return None
-    document = json.loads(body)
-    return {str(k): str(v) for k, v in document.get("Outputs", {}).items()}
+    try:
+        outputs = json.loads(body).get("Outputs", {})
+        return {str(k): str(v) for k, v in outputs.items()}
+    except (ValueError, AttributeError):
+        raise ResolveError(
+            f"the local stack's outputs document s3://{OUTPUTS_BUCKET}/{outputs_key(stack)} "
+            "is damaged; restart `pixflare local up`"
+        ) from None
 
 
 def describe_target(endpoint: str | None, stack: str) -> str:
