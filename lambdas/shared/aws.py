@@ -21,11 +21,20 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-# Shorter than the shortest function timeout (30 s), so a hung call fails in time
-# for the runtime to report it, with room for the SDK's own retries.
-CONNECT_TIMEOUT_SECONDS = 3
-READ_TIMEOUT_SECONDS = 8
-MAX_ATTEMPTS = 3
+# One call, retries included, must fail well inside the shortest function timeout (30 s)
+# so the runtime can still report it: (2 + 5) s x 2 attempts + the standard mode's one
+# backoff (at most 2 s) = 16 s. SQS redelivery is the retry beyond that.
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 5
+MAX_ATTEMPTS = 2
+MAX_RETRY_BACKOFF_SECONDS = 2
+
+
+def worst_case_call_seconds() -> float:
+    """How long one client call can take before it fails, SDK retries included."""
+    return (
+        CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+    ) * MAX_ATTEMPTS + MAX_RETRY_BACKOFF_SECONDS * (MAX_ATTEMPTS - 1)
 
 
 def client_config(**overrides: Any) -> Config:

@@ -113,3 +113,14 @@ def test_aws_errors_wraps_network_failures_as_transient() -> None:
     with pytest.raises(NotFoundError) as info, aws_errors("get"):
         raise client_error("NoSuchKey", 404)
     assert isinstance(info.value.__cause__, ClientError)
+
+
+def test_a_hung_aws_call_fails_well_inside_the_shortest_function_timeout() -> None:
+    from lambdas.shared import aws
+
+    config = aws.client_config()
+    assert config.connect_timeout == aws.CONNECT_TIMEOUT_SECONDS
+    assert config.read_timeout == aws.READ_TIMEOUT_SECONDS
+    assert config.retries == {"mode": "standard", "max_attempts": aws.MAX_ATTEMPTS}
+    # The shortest queue function has 30 s; half of it must remain for the work itself.
+    assert aws.worst_case_call_seconds() <= 30 / 2 + 1
