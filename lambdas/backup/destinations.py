@@ -7,6 +7,7 @@ which step failed and why in words an owner can act on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -127,7 +128,9 @@ def check_destination(client: S3Client, destination: Destination) -> None:
             client.put_object(Bucket=bucket, Key=key, Body=payload)
         with aws_errors("read"):
             response = client.get_object(Bucket=bucket, Key=key)
-            body = response["Body"].read()
+            # Bounded: a misbehaving endpoint cannot stream an endless body into us.
+            with contextlib.closing(response["Body"]) as stream:
+                body = stream.read(len(payload) + 1)
         if body != payload:
             raise DestinationCheckError(
                 f"{endpoint} returned different bytes for a test object than were written"

@@ -61,6 +61,9 @@ SSL_SETTINGS = {"method": "http", "type": "dv"}
 ERROR_BODY_LIMIT = 300
 
 
+MAX_RESPONSE_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ActivationResult:
     state: ActivationState
@@ -156,7 +159,8 @@ class CloudflareProvider:
         what = f"Cloudflare {method} custom_hostnames"
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                payload = response.read()
+                # Bounded: custom-hostname answers are a few KiB.
+                payload = response.read(MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as err:
             raise self._http_error(what, err) from None
         except TimeoutError as err:
@@ -175,7 +179,7 @@ class CloudflareProvider:
 
     def _http_error(self, what: str, err: urllib.error.HTTPError) -> Exception:
         try:
-            document = json.loads(err.read() or b"{}")
+            document = json.loads(err.read(MAX_RESPONSE_BYTES) or b"{}")
         except (ValueError, OSError):
             document = {}
         text = f"{what}: HTTP {err.code} {_errors_text(document)}".strip()
