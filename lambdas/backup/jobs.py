@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lambdas.backup.crypto import SCHEME, Header, encrypt_chunks, new_header
-from lambdas.backup.remote import remote_client
+from lambdas.backup.remote import WORST_CASE_CALL_SECONDS, remote_client
 from lambdas.backup.transfer import (
     MAX_PARTS_IN_FLIGHT,
     PART_SIZE,
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
     from lambdas.shared.worker import JobContext
 
-# No new part is started with less time than this left in the invocation: the parts
-# in flight still need theirs (connect 3 s + read 10 s, and one retry of a short call).
-MIN_REMAINING_MS_FOR_PART = 15_000
+# No new part is started with less time than this left in the invocation: a part's
+# upload, retries included, must fail before the function's timeout, not after it.
+MIN_REMAINING_MS_FOR_PART = (WORST_CASE_CALL_SECONDS + 2) * 1000
 LAST_ERROR_LIMIT = 500
 
 META_SHA256 = "pixflare-sha256"
