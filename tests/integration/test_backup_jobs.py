@@ -391,3 +391,30 @@ def test_destination_down_then_back(
         logs = log_text()
         assert "backup synced" in logs
         assert flaky.secret_access_key not in logs
+
+
+def test_no_part_starts_when_a_destination_call_could_outlive_the_invocation(
+    env: Resources, target: S3Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdas.backup.jobs import MIN_REMAINING_MS_FOR_PART
+    from lambdas.backup.remote import WORST_CASE_CALL_SECONDS
+
+    monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
+    set_destination(target, "late-owner")
+    upload = store_upload(
+        load_settings(), jpeg(2000), owner="late-owner", album="a", filename="late.jpg"
+    )
+    assert MIN_REMAINING_MS_FOR_PART > WORST_CASE_CALL_SECONDS * 1000
+
+    # Given an invocation with less time left than one destination call may take
+    messages = receive_all(env.queue_urls["backup"])
+    late = FakeLambdaContext(MIN_REMAINING_MS_FOR_PART - 1000)
+    response = backup_handler.handler(event_from_received(messages, env.queue_arns["backup"]), late)
+
+    # Then the job is handed back untouched, and a later delivery with time syncs it
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
+        upload.backup_message_id
+    ]
+    assert "late-owner/a/late.jpg" not in "".join(target.objects())
+    assert run_backup_queue(env) == []
+    assert record(env, upload.record.image_id).backup_status == "synced"
