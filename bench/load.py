@@ -1,26 +1,45 @@
-"""Load with faults: N uploads of mixed sizes and formats (a few of them broken on
-purpose), the variant queue worked to the end with S3 / DynamoDB faults injected at a
-low rate, the DLQ redriven once, then the books balanced exactly:
+"""Load with faults on the embedded local stack: N uploads of mixed sizes and formats
+(a few broken on purpose), faults injected at a low rate into the workers' S3 and
+DynamoDB calls, the stack left to settle, the variant DLQ redriven with `pixflare dlq
+redrive`, then the books balanced exactly:
 
     uploads = ready + failed-with-reason
-    objects in the bucket = 9 per ready image + 1 per failed image, no duplicates
+    objects in the bucket = 9 per ready image + 1 (the original) per failed image
+    one record and one path claim per upload, no other object, record or claim
     nothing left on the queue or in the DLQ, no record still pending
 
-Runs over in-process moto and the real handler through the same queue driver the
-reliability tests use (receive a batch of 5, call the handler, delete what it did not
-report failed, backoff 0). Run: ``python bench/load.py [N]`` (default 500); prints
-throughput and the reconciliation; exits 1 if the books do not balance.
-tests/integration/test_reliability_load.py runs the same function with N = 40.
+The stack is pixflare.local.stack.LocalStack in this process: moto's server over HTTP
+on loopback, the resources created from the synthesized template, and the variant
+worker driven by its event source mapping (batch size, batching window, concurrency,
+partial batch responses, maxReceiveCount as the template says). Uploads go through
+`pixflare upload` (pixflare.cli.main, in-process, with --endpoint). Faults are hooks on
+the shared cached clients of lambdas.shared.aws, which the in-process workers use;
+calls made by the uploading thread are spared, so every fault lands in a worker.
+
+Besides the random faults, every OUTAGE_EVERY-th image's original is unreadable for the
+whole faulted phase (an outage of one key): its job must walk maxReceiveCount receives
+into the DLQ, and only the redrive can finish it.
+
+Run: ``python bench/load.py [N]`` (default 500; ``--help`` for the rest); prints
+throughput and the reconciliation table; exits 1 if the books do not balance.
+tests/integration/test_reliability_load.py runs ``run_load`` with N = 30.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import io
+import json
 import os
 import random
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,56 +48,128 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 BROKEN_EVERY = 17  # one upload in 17 is a truncated file: a permanent failure
+OUTAGE_EVERY = 50  # images 5, 55, 105, ...: their original unreadable while faults run
+OUTAGE_OFFSET = 5
+OWNERS = ("ann", "bob", "cyd")
+ALBUM = "load"
+VARIANTS_PER_IMAGE = 8
+POLL_SECONDS = 0.2
+QUIET_POLLS = 3  # the queue must read empty this many polls in a row to count as settled
 
 
 @dataclass
 class LoadReport:
     uploads: int
-    ready: int
-    failed: int
-    failed_without_reason: int
-    pending: int
-    objects: int
-    expected_objects: int
-    duplicate_keys: int
-    unexpected_keys: int
-    queue_left: int
-    dlq_left: int
-    redriven: int
-    faults: Counter[str] = field(default_factory=Counter)
-    upload_seconds: float = 0.0
-    process_seconds: float = 0.0
+    ready: int = 0
+    failed: int = 0
+    failed_without_reason: int = 0
+    pending: int = 0
+    records: int = 0
+    stray_records: int = 0  # not one of the uploads, or under another name
+    claims: int = 0
+    stray_claims: int = 0
+    objects: int = 0
+    expected_objects: int = 0
+    unexpected_keys: int = 0
+    missing_keys: int = 0
+    queue_left: int = 0
+    dlq_left: int = 0
+    # Before the redrive: the jobs in the DLQ, and pending images whose job was not there.
+    dlq_jobs: int = 0
+    dlq_jobs_for_settled_images: int = 0
+    outage_images: int = 0
+    lost_before_redrive: int = 0
+    redriven: int = 0
+    settled_after_redrive: int = 0
+    in_progress_markers: int = 0
+    settled_in_time: bool = True
+    faults: Counter[str] = field(default_factory=Counter)  # the random ones, by call
+    outage_faults: int = 0  # reads of the outage images' originals refused
+    sdk_retries: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
+    batches: int = 0
+    retried_items: int = 0
+    failed_batches: int = 0
+    stack_errors: int = 0
+    upload_seconds: float = 0.0
+    settle_seconds: float = 0.0
+    marker_wait_seconds: float = 0.0
+    redrive_seconds: float = 0.0
 
     @property
     def balanced(self) -> bool:
         return (
-            self.uploads == self.ready + self.failed
+            self.settled_in_time
+            and self.uploads == self.ready + self.failed
             and self.failed_without_reason == 0
             and self.pending == 0
+            and self.records == self.claims == self.uploads
+            and self.stray_records == self.stray_claims == 0
             and self.objects == self.expected_objects
-            and self.duplicate_keys == 0
             and self.unexpected_keys == 0
+            and self.missing_keys == 0
             and self.queue_left == 0
             and self.dlq_left == 0
+            and self.lost_before_redrive == 0
         )
 
+    def table(self) -> list[str]:
+        rows = [
+            ("uploads", self.uploads, ""),
+            ("ready", self.ready, ""),
+            ("failed, with a reason", self.failed - self.failed_without_reason, ""),
+            ("failed, without a reason", self.failed_without_reason, "must be 0"),
+            ("pending", self.pending, "must be 0"),
+            ("ready + failed", self.ready + self.failed, "must equal uploads"),
+            ("image records", self.records, "one per upload"),
+            ("path claims", self.claims, "one per upload"),
+            ("stray records + claims", self.stray_records + self.stray_claims, "must be 0"),
+            ("objects in the bucket", self.objects, ""),
+            (
+                "expected objects",
+                self.expected_objects,
+                f"9 x {self.ready} ready + {self.failed} originals",
+            ),
+            ("unexpected keys", self.unexpected_keys, "must be 0"),
+            ("missing keys", self.missing_keys, "must be 0"),
+            ("left on the variant queue", self.queue_left, "must be 0"),
+            ("left in the variant DLQ", self.dlq_left, "must be 0"),
+            ("jobs in the DLQ before redrive", self.dlq_jobs, ""),
+            ("  for outage images", self.outage_images, ""),
+            ("  for images already settled", self.dlq_jobs_for_settled_images, ""),
+            ("pending, job not in the DLQ", self.lost_before_redrive, "lost: must be 0"),
+            ("redriven", self.redriven, ""),
+        ]
+        width = max(len(name) for name, _, _ in rows)
+        return [f"{name:<{width}}  {value:>6}  {note}".rstrip() for name, value, note in rows]
+
     def lines(self) -> list[str]:
-        rate = self.uploads / self.process_seconds if self.process_seconds else 0.0
+        settled_first = self.ready + self.failed - self.settled_after_redrive
         return [
-            f"uploads {self.uploads}: ready {self.ready} + failed {self.failed} "
-            f"(without a reason: {self.failed_without_reason}), pending {self.pending}",
-            f"objects {self.objects} (expected 9 x {self.ready} + {self.failed} = "
-            f"{self.expected_objects}); duplicate keys {self.duplicate_keys}, "
-            f"unexpected keys {self.unexpected_keys}",
-            f"left on the queue {self.queue_left}, in the DLQ {self.dlq_left}; "
-            f"redriven {self.redriven}",
-            f"faults injected {sum(self.faults.values())}: {dict(self.faults)}",
-            f"deliveries {self.deliveries} for {self.uploads} jobs",
-            f"upload {self.upload_seconds:.1f} s; variants {self.process_seconds:.1f} s "
-            f"= {rate:.1f} images/s",
+            *self.table(),
+            f"faults injected {sum(self.faults.values())} at random: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()))
+            + f"; outage reads refused {self.outage_faults}",
+            "failed SDK attempts (what botocore retries; while faults ran): "
+            f"{sum(self.sdk_retries.values())}"
+            + "".join(f"; {k} {v}" for k, v in sorted(self.sdk_retries.items())),
+            f"variant worker: {self.deliveries} deliveries in {self.batches} batches for "
+            f"{self.uploads} jobs; {self.retried_items} retried, {self.failed_batches} "
+            f"whole batches failed, stack errors {self.stack_errors}",
+            f"idempotency markers still in progress before the redrive: "
+            f"{self.in_progress_markers} (waited {self.marker_wait_seconds:.1f} s for expiry)",
+            f"upload: {self.upload_seconds:.1f} s = "
+            f"{_per_second(self.uploads, self.upload_seconds)} uploads/s"
+            " (the worker running meanwhile)",
+            f"settled: {settled_first} images {self.settle_seconds:.1f} s after the first upload"
+            f" = {_per_second(settled_first, self.settle_seconds)} images settled/s",
+            f"redrive: {self.settled_after_redrive} more settled in {self.redrive_seconds:.1f} s",
             "BALANCED" if self.balanced else "NOT BALANCED",
         ]
+
+
+def _per_second(count: int, seconds: float) -> str:
+    return f"{count / seconds:.1f}" if seconds > 0 else "-"
 
 
 def sample_image(index: int, rng: random.Random, max_side: int = 700) -> tuple[bytes, str]:
@@ -92,145 +183,403 @@ def sample_image(index: int, rng: random.Random, max_side: int = 700) -> tuple[b
     out = io.BytesIO()
     image.save(out, fmt)
     data = out.getvalue()
-    if index % BROKEN_EVERY == BROKEN_EVERY - 1:
+    if is_broken(index):
         data = data[: max(12, len(data) // 3)]
-    return data, f"img-{index:05d}.{fmt.lower()}"
+    return data, filename_of(index)
+
+
+def filename_of(index: int) -> str:
+    return f"img-{index:05d}.{FORMATS[index % len(FORMATS)].lower()}"
+
+
+def is_broken(index: int) -> bool:
+    return index % BROKEN_EVERY == BROKEN_EVERY - 1
+
+
+def is_outage(index: int) -> bool:
+    return index % OUTAGE_EVERY == OUTAGE_OFFSET
+
+
+def owner_of(index: int) -> str:
+    return OWNERS[index % len(OWNERS)]
+
+
+def original_key(index: int) -> str:
+    return f"{owner_of(index)}/{ALBUM}/{filename_of(index)}/original"
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    from pixflare.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+# -- reading the stack (its own clients: never hooked) ---------------------------------
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    """Visible + in flight + delayed: 0 means every message was deleted or moved."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def wait_settled(sqs: Any, queue_url: str, deadline_seconds: float) -> bool:
+    """Until the queue reads empty QUIET_POLLS times in a row, or the deadline passes."""
+    deadline = time.monotonic() + deadline_seconds
+    quiet = 0
+    while time.monotonic() < deadline:
+        quiet = quiet + 1 if queue_depth(sqs, queue_url) == 0 else 0
+        if quiet >= QUIET_POLLS:
+            return True
+        time.sleep(POLL_SECONDS)
+    return False
+
+
+def dlq_image_ids(sqs: Any, dlq_url: str, bound: int) -> list[str]:
+    """The imageId of every job in the DLQ; each message is made visible again after."""
+    found: list[str] = []
+    held: list[str] = []
+    for _ in range(bound // 10 + 10):
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            found.append(str(json.loads(message["Body"]).get("imageId")))
+            held.append(message["ReceiptHandle"])
+    for start in range(0, len(held), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(held[start : start + 10])
+            ],
+        )
+    return found
+
+
+def scan(ddb: Any, table: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    items: list[dict[str, Any]] = []
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(
+            {k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]
+        )
+    return items
+
+
+def wait_for_in_progress_markers(ddb: Any, table: str, bound_seconds: float) -> tuple[int, float]:
+    """Wait until every INPROGRESS idempotency marker has expired (bounded).
+
+    A job whose work succeeded but whose marker could not be marked COMPLETED keeps
+    the marker in progress until the invocation's time would have run out; a
+    redelivery before that is refused as "in progress" and retried, and with backoff
+    0 those retries reach the DLQ at once. An operator redrives later than a function
+    timeout; this waits exactly as long, no longer.
+    """
+    started = time.monotonic()
+    markers = [i for i in scan(ddb, table) if i.get("status") == "INPROGRESS"]
+    if not markers:
+        return 0, 0.0
+    latest_ms = max(int(m.get("in_progress_expiration", 0)) for m in markers)
+    wait = min(bound_seconds, max(0.0, latest_ms / 1000 - time.time() + 0.1))
+    time.sleep(wait)
+    return len(markers), time.monotonic() - started
+
+
+# -- faults ----------------------------------------------------------------------------
+
+
+@contextmanager
+def sdk_retries() -> Iterator[Counter[str]]:
+    """Count the SDK's failed attempts on the shared clients (by call and cause): a
+    response slower than the client's read timeout shows up here, not as a fault."""
+    from lambdas.shared import aws
+
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def observe(
+        event_name: str, attempts: int, caught_exception: Any = None, response: Any = None, **_: Any
+    ) -> None:
+        parsed: dict[str, Any] = response[1] if response else {}
+        status = parsed.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if caught_exception is None and (status is None or status < 500):
+            return
+        cause = type(caught_exception).__name__ if caught_exception is not None else str(status)
+        with lock:
+            seen[f"{event_name.split('.', 1)[1]} {cause}"] += 1
+
+    clients = [aws.client(service) for service in ("s3", "dynamodb", "sqs")]
+    for client in clients:
+        client.meta.events.register_first("needs-retry", observe, unique_id="load-sdk-retries")
+    try:
+        yield seen
+    finally:
+        for client in clients:
+            client.meta.events.unregister("needs-retry", unique_id="load-sdk-retries")
+
+
+@contextmanager
+def worker_faults(
+    rate: float, seed: int, max_faults: int, outage_keys: set[str]
+) -> Iterator[list[Any]]:
+    """Low-rate faults on the workers' S3 and DynamoDB calls, plus the outage keys'
+    reads failing every time; calls from this (the uploading) thread are spared."""
+    from tests.support.faults import SLOW_DOWN, FaultPlan, ProvisionedThroughputExceeded, inject
+
+    uploader = threading.get_ident()
+
+    def in_worker(_params: dict[str, Any]) -> bool:
+        return threading.get_ident() != uploader
+
+    def outage(params: dict[str, Any]) -> bool:
+        return in_worker(params) and str(params.get("url_path", "")).endswith(
+            tuple(outage_keys) or ("\0",)
+        )
+
+    plans = [
+        FaultPlan(
+            ("s3.GetObject", "s3.PutObject"),
+            rate=rate,
+            max_faults=max_faults,
+            kind=SLOW_DOWN,
+            seed=seed,
+            only_if=in_worker,
+        ),
+        FaultPlan(
+            ("dynamodb.GetItem", "dynamodb.UpdateItem", "dynamodb.PutItem"),
+            rate=rate,
+            max_faults=max_faults,
+            kind=ProvisionedThroughputExceeded,
+            seed=seed + 1,
+            only_if=in_worker,
+        ),
+        FaultPlan(("s3.GetObject",), kind=SLOW_DOWN, only_if=outage),
+    ]
+    with ExitStack() as stack:
+        for plan in plans:
+            stack.enter_context(inject(plan, services=("s3", "dynamodb")))
+        yield plans
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def write_samples(
+    workdir: Path, count: int, seed: int, max_side: int
+) -> dict[str, list[tuple[int, Path]]]:
+    """The images on disk, grouped by owner: (upload index, file)."""
+    rng = random.Random(seed)
+    files: dict[str, list[tuple[int, Path]]] = {owner: [] for owner in OWNERS}
+    for index in range(count):
+        data, filename = sample_image(index, rng, max_side)
+        path = workdir / owner_of(index) / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files[owner_of(index)].append((index, path))
+    return files
+
+
+def upload(stack: Any, files: dict[str, list[tuple[int, Path]]]) -> dict[str, int]:
+    """`pixflare upload` once per owner; returns imageId -> the upload's index."""
+    uploaded: dict[str, int] = {}
+    for owner, entries in files.items():
+        if not entries:
+            continue
+        code, out, err = cli(
+            "--endpoint", stack.endpoint, "--json", "upload",
+            *(str(p) for _, p in entries), "--owner", owner, "--album", ALBUM,
+        )  # fmt: skip
+        if code != 0:
+            raise RuntimeError(f"pixflare upload failed: {err.strip()}")
+        results = json.loads(out)
+        results = results if isinstance(results, list) else [results]
+        for (index, _), result in zip(entries, results, strict=True):
+            uploaded[result["imageId"]] = index
+    return uploaded
 
 
 def run_load(
-    count: int, *, fault_rate: float = 0.02, seed: int = 2024, max_side: int = 700
+    stack: Any,
+    count: int,
+    *,
+    fault_rate: float = 0.02,
+    seed: int = 2024,
+    max_side: int = 700,
+    settle_seconds: float = 600.0,
+    age_in_progress_markers: bool = False,
 ) -> LoadReport:
-    """Everything inside an already-active moto mock with the project's resources."""
-    import boto3
+    """Everything against an already-started LocalStack (backoff base 0 expected).
 
-    from lambdas.shared.config import load_settings
-    from lambdas.shared.images import ImageRepository
-    from lambdas.shared.uploads import store_upload
-    from lambdas.variant import handler as variant_handler
-    from tests.support.aws_resources import REGION, Resources
-    from tests.support.faults import (
-        SLOW_DOWN,
-        FaultPlan,
-        drive_queue,
-        expire_in_progress,
-        inject,
-        queue_depth,
-        redrive,
-    )
+    ``age_in_progress_markers``: age markers left in progress instead of waiting them
+    out (up to the function's timeout), as tests/support/faults.expire_in_progress does
+    for the reliability tests; the bench waits.
+    """
+    sqs, ddb = stack.client("sqs"), stack.client("dynamodb")
+    queue_url, dlq_url = stack.outputs["VariantQueueUrl"], stack.outputs["VariantDlqUrl"]
+    poller = stack.poller_for("VariantQueueUrl")
+    outage_keys = {original_key(i) for i in range(count) if is_outage(i)}
 
-    resources: Resources = _resources
-    settings = load_settings()
-    rng = random.Random(seed)
-    started = time.perf_counter()
-    image_ids = []
-    owners = ("ann", "bob", "cyd")
-    for index in range(count):
-        data, filename = sample_image(index, rng, max_side)
-        upload = store_upload(
-            settings, data, owner=owners[index % 3], album="load", filename=filename
+    with (
+        tempfile.TemporaryDirectory(prefix="pixflare-load-") as tmp,
+        worker_faults(fault_rate, seed, max(5, count // 4), outage_keys) as plans,
+        sdk_retries() as retries,
+    ):
+        files = write_samples(Path(tmp), count, seed, max_side)
+        started = time.monotonic()
+        uploaded = upload(stack, files)
+        upload_seconds = time.monotonic() - started
+        settled = wait_settled(sqs, queue_url, settle_seconds)
+        settle_seconds_taken = time.monotonic() - started
+
+    # The faults have stopped. Every image not settled must have its job in the DLQ.
+    in_dlq = dlq_image_ids(sqs, dlq_url, count)
+    records = image_records(ddb, stack.outputs["ImagesTableName"])
+    pending = {str(r["image_id"]) for r in records if r.get("variants_status") == "pending"}
+    done = {str(r["image_id"]) for r in records} - pending
+    idempotency_table = stack.outputs["IdempotencyTableName"]
+    if age_in_progress_markers:
+        from tests.support.faults import expire_in_progress
+
+        markers, marker_wait = expire_in_progress(idempotency_table, region=stack.region), 0.0
+    else:
+        markers, marker_wait = wait_for_in_progress_markers(
+            ddb, idempotency_table, poller.function.spec.timeout_seconds + 1
         )
-        image_ids.append(upload.record.image_id)
-    upload_seconds = time.perf_counter() - started
+    redrive_started = time.monotonic()
+    code, out, err = cli("--endpoint", stack.endpoint, "dlq", "redrive", "variant", "--json")
+    if code != 0:
+        raise RuntimeError(f"pixflare dlq redrive failed: {err.strip()}")
+    settled = wait_settled(sqs, queue_url, settle_seconds) and settled
+    redrive_seconds = time.monotonic() - redrive_started
 
-    def work() -> int:
-        result = drive_queue(
-            resources.queue_urls["variant"],
-            resources.queue_arns["variant"],
-            variant_handler.handler,
-            batch_size=5,
-            max_rounds=count * 4,
-            between_rounds=lambda: expire_in_progress(resources.tables["idempotency"]),
-        )
-        return result.deliveries
+    report = LoadReport(uploads=count)
+    reconcile(stack, uploaded, report)
+    report.queue_left = queue_depth(sqs, queue_url)
+    report.dlq_left = queue_depth(sqs, dlq_url)
+    report.dlq_jobs = len(in_dlq)
+    report.dlq_jobs_for_settled_images = len(set(in_dlq) & done)
+    report.outage_images = sum(1 for i in in_dlq if i in uploaded and is_outage(uploaded[i]))
+    report.lost_before_redrive = len(pending - set(in_dlq))
+    report.redriven = int(json.loads(out)["moved"])
+    report.settled_after_redrive = len(pending)
+    report.in_progress_markers = markers
+    report.settled_in_time = settled
+    report.faults = sum((Counter(p.injected) for p in plans[:-1]), Counter())
+    report.outage_faults = sum(plans[-1].injected.values())
+    report.sdk_retries = retries
+    report.deliveries = poller.stats.messages
+    report.batches = poller.stats.batches
+    report.retried_items = poller.stats.failed_items
+    report.failed_batches = poller.stats.failed_batches
+    report.stack_errors = len(stack.errors)
+    report.upload_seconds = upload_seconds
+    report.settle_seconds = settle_seconds_taken
+    report.marker_wait_seconds = marker_wait
+    report.redrive_seconds = redrive_seconds
+    return report
 
-    plan = FaultPlan(
-        ("s3.GetObject", "s3.PutObject", "dynamodb.GetItem", "dynamodb.UpdateItem"),
-        rate=fault_rate,
-        max_faults=max(5, count // 4),
-        kind=SLOW_DOWN,
-        seed=seed,
-    )
-    started = time.perf_counter()
-    with inject(plan):
-        deliveries = work()
-    redriven = redrive(resources.dlq_urls["variant"], resources.queue_urls["variant"])
-    deliveries += work()
-    process_seconds = time.perf_counter() - started
 
-    images = ImageRepository(resources.tables["images"])
+def image_records(ddb: Any, table: str) -> list[dict[str, Any]]:
+    return [i for i in scan(ddb, table) if str(i.get("pk", "")).startswith("image#")]
+
+
+def reconcile(stack: Any, uploaded: dict[str, int], report: LoadReport) -> None:
+    """Count records, claims and objects against what the uploads should have left."""
+    from lambdas.shared.keys import VARIANT_NAMES, ImagePath
+
+    items = scan(stack.client("dynamodb"), stack.outputs["ImagesTableName"])
+    records = [i for i in items if str(i.get("pk", "")).startswith("image#")]
+    claims = [i for i in items if str(i.get("pk", "")).startswith("path#")]
     statuses: Counter[str] = Counter()
-    failed_without_reason = 0
-    expected_keys: set[str] = set()
-    from lambdas.shared.keys import VARIANT_NAMES
-
-    for image_id in image_ids:
-        record = images.get(image_id)
-        assert record is not None
-        statuses[record.variants_status] += 1
-        expected_keys.add(record.original_key)
-        if record.variants_status == "ready":
-            expected_keys |= {record.path.variant_key(n) for n in VARIANT_NAMES}
-        if record.variants_status == "failed" and not record.error:
-            failed_without_reason += 1
-    keys: list[str] = []
-    s3 = boto3.client("s3", region_name=REGION)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=resources.bucket):
-        keys.extend(o["Key"] for o in page.get("Contents", []))
-    return LoadReport(
-        uploads=count,
-        ready=statuses["ready"],
-        failed=statuses["failed"],
-        failed_without_reason=failed_without_reason,
-        pending=statuses["pending"],
-        objects=len(keys),
-        expected_objects=9 * statuses["ready"] + statuses["failed"],
-        duplicate_keys=len(keys) - len(set(keys)),
-        unexpected_keys=len(set(keys) ^ expected_keys),
-        queue_left=queue_depth(resources.queue_urls["variant"]),
-        dlq_left=queue_depth(resources.dlq_urls["variant"]),
-        redriven=redriven,
-        faults=Counter(plan.injected),
-        upload_seconds=upload_seconds,
-        process_seconds=process_seconds,
-        deliveries=deliveries,
+    expected: set[str] = set()
+    for record in records:
+        status = str(record.get("variants_status"))
+        statuses[status] += 1
+        path = ImagePath(str(record["owner"]), str(record["album"]), str(record["filename"]))
+        expected.add(str(record["original_key"]))
+        if status == "ready":
+            expected |= {path.variant_key(name) for name in VARIANT_NAMES}
+        if status == "failed" and not record.get("error"):
+            report.failed_without_reason += 1
+    report.ready, report.failed = statuses["ready"], statuses["failed"]
+    report.pending = sum(statuses.values()) - report.ready - report.failed
+    # Records and claims that are not exactly one per upload, under its own name.
+    report.stray_records = len(records) - sum(
+        1
+        for r in records
+        if r["image_id"] in uploaded and r["filename"] == filename_of(uploaded[r["image_id"]])
     )
+    report.records = len(records)
+    report.claims = len(claims)
+    report.stray_claims = len(claims) - len(
+        {str(c.get("image_id")) for c in claims} & set(uploaded)
+    )
+    keys: list[str] = []
+    bucket = stack.outputs["ImagesBucketName"]
+    for page in stack.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    report.objects = len(keys)
+    report.expected_objects = (VARIANTS_PER_IMAGE + 1) * report.ready + report.failed
+    report.unexpected_keys = len(set(keys) - expected)
+    report.missing_keys = len(expected - set(keys))
 
 
-_resources: Any = None
-
-
-def use_resources(resources: Any) -> None:
-    """The moto resources run_load works on (the test passes its fixture's)."""
-    global _resources
-    _resources = resources
-
-
-def main() -> int:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("count", type=int, nargs="?", default=500)
+    parser.add_argument("--fault-rate", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--max-side", type=int, default=700)
+    parser.add_argument(
+        "--settle-seconds", type=float, default=600, help="bound on each wait for the queue"
+    )
+    args = parser.parse_args(argv)
     # Before anything imports the shared runtime, which reads these once.
     os.environ.update(
         {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "Pixflare",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    from moto import mock_aws
+    from pixflare.local.stack import BACKOFF_VARIABLE, LocalStack
 
-    from lambdas.shared import worker
-    from tests.support.aws_resources import create_resources
-
-    worker.BACKOFF_BASE_SECONDS = 0
-    with mock_aws():
-        resources = create_resources()
-        os.environ.update(resources.env("variant"))
-        use_resources(resources)
-        report = run_load(count)
+    with (
+        tempfile.TemporaryDirectory(prefix="pixflare-load-logs-") as logs,
+        # Powertools prints a metric set once it holds 100 values, even with metrics
+        # disabled (it never clears them then): keep that out of the report.
+        (Path(logs) / "stdout.txt").open("w") as printed,
+        contextlib.redirect_stdout(printed),
+        LocalStack(
+            port=0,
+            env={BACKOFF_VARIABLE: "0"},
+            log_file=Path(logs) / "functions.jsonl",
+            run_schedules=False,
+        ) as stack,
+    ):
+        report = run_load(
+            stack,
+            args.count,
+            fault_rate=args.fault_rate,
+            seed=args.seed,
+            max_side=args.max_side,
+            settle_seconds=args.settle_seconds,
+        )
+    print(f"local stack {stack.endpoint}; {os.cpu_count()} CPU(s)")
     for line in report.lines():
         print(line)
     return 0 if report.balanced else 1

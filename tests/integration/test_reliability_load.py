@@ -1,24 +1,28 @@
-"""A modest load with faults (bench/load.py runs the same with 500 uploads): 40 uploads of
-mixed sizes and formats, a few broken on purpose, S3 / DynamoDB faults at a low rate; the
-counts must reconcile exactly.
-
-This runs over in-process moto and the real handler through the queue driver, not on
-the embedded local stack (pixflare.local), which was still being finished when this
-was written; the reconciliation is the same either way.
+"""A modest load with faults on the embedded local stack (bench/load.py runs the same with
+500 uploads): 30 uploads of mixed sizes and formats through `pixflare upload`, one of
+them truncated on purpose, faults at a low rate in the workers' S3 and DynamoDB calls,
+and one image whose original is unreadable until the faults stop; then `pixflare dlq
+redrive variant`. The counts must reconcile exactly and no message may be lost.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from lambdas.shared import worker
-from tests.conftest import use_env
-from tests.support.aws_resources import Resources
+from pixflare.local.stack import BACKOFF_VARIABLE, LocalStack
+from pixflare.local.synth import synthesize_template
+
+pytestmark = pytest.mark.slow
+
+UPLOADS = 30
+SETTLE_BOUND_SECONDS = 60  # a bound on the waits, not an assertion on speed
 
 
 def load_bench() -> ModuleType:
@@ -31,21 +35,57 @@ def load_bench() -> ModuleType:
     return module
 
 
-def test_load_with_faults_reconciles_exactly(
-    aws: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
-    use_env(monkeypatch, aws.env("variant"))
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    # Backoff base 0: a failed record is visible again at once, so retries (and the
+    # walk of the outage image's job to the DLQ) take milliseconds, not minutes.
+    with LocalStack(
+        port=0,
+        template=synthesize_template(),
+        env={BACKOFF_VARIABLE: "0"},
+        log_file=tmp_path / "functions.jsonl",
+        run_schedules=False,
+    ) as running:
+        yield running
+
+
+def test_load_with_faults_on_the_local_stack_reconciles_exactly(stack: LocalStack) -> None:
     bench = load_bench()
-    bench.use_resources(aws)
+    broken = sum(1 for i in range(UPLOADS) if bench.is_broken(i))
+    outages = sum(1 for i in range(UPLOADS) if bench.is_outage(i))
+    assert broken == 1 and outages == 1  # the run below exercises both paths
 
-    report = bench.run_load(40, fault_rate=0.03, seed=11, max_side=160)
+    # Given 30 uploads while the variant worker's S3 and DynamoDB calls fail now and
+    # then, and one image's original cannot be read at all
+    # When the stack settles, the faults stop and the DLQ is redriven
+    report: Any = bench.run_load(
+        stack,
+        UPLOADS,
+        fault_rate=0.02,
+        seed=11,
+        max_side=160,
+        settle_seconds=SETTLE_BOUND_SECONDS,
+        age_in_progress_markers=True,
+    )
+    details = "\n".join(report.lines())
 
-    assert sum(report.faults.values()) > 0, "no fault was injected"
-    assert report.failed == 40 // bench.BROKEN_EVERY  # exactly the broken files
-    assert report.uploads == report.ready + report.failed
-    assert report.failed_without_reason == 0 and report.pending == 0
-    assert report.objects == report.expected_objects == 9 * report.ready + report.failed
-    assert report.duplicate_keys == 0 and report.unexpected_keys == 0
-    assert report.queue_left == 0 and report.dlq_left == 0
-    assert report.balanced
+    # Then faults did land in the workers, and the outage image's job reached the DLQ
+    assert report.settled_in_time, details
+    assert sum(report.faults.values()) > 0, details
+    assert report.outage_faults > 0 and report.outage_images == outages, details
+    # ... no message was lost: every image still pending had its job in the DLQ,
+    # and the redrive moved every job there
+    assert report.lost_before_redrive == 0, details
+    assert report.redriven == report.dlq_jobs >= outages, details
+    # ... and the books balance: ready + failed-with-reason = uploads, exactly the
+    # broken files failed, one record and one claim per upload, 9 objects per ready
+    # image and the original of each failed one, nothing else, nothing left queued
+    assert report.failed == broken and report.failed_without_reason == 0, details
+    assert report.ready + report.failed == UPLOADS and report.pending == 0, details
+    assert report.records == report.claims == UPLOADS, details
+    assert report.stray_records == report.stray_claims == 0, details
+    assert report.objects == report.expected_objects == 9 * report.ready + broken, details
+    assert report.unexpected_keys == report.missing_keys == 0, details
+    assert report.queue_left == report.dlq_left == 0, details
+    assert report.stack_errors == 0, details
+    assert report.balanced, details
