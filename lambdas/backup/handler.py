@@ -6,7 +6,7 @@ from typing import Any
 
 from lambdas.backup.jobs import process_backup, record_permanent_failure
 from lambdas.shared.messages import BackupJob
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.worker import LambdaContextLike, QueueWorker
 
 worker: QueueWorker[BackupJob] = QueueWorker(
@@ -19,6 +19,6 @@ worker: QueueWorker[BackupJob] = QueueWorker(
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@publish_metrics
 def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
     return worker.handle(event, context)

@@ -17,7 +17,7 @@ from lambdas.cron.runner import JOB_NAMES, InvalidTimeError, RunReport, parse_no
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.messages import CronContinuation
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import logger, metrics, publish_metrics, tracer
 from lambdas.shared.worker import JobContext, LambdaContextLike, QueueWorker
 
 
@@ -75,7 +75,7 @@ def start_job(event: Any, context: LambdaContextLike) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@publish_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_sqs_event(event):
         return worker.handle(event, context)

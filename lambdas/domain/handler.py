@@ -13,7 +13,7 @@ from lambdas.shared.config import Settings
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import DomainCheck
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.producers import enqueue_domain_check
 from lambdas.shared.worker import JobContext, LambdaContextLike, QueueWorker
 
@@ -59,6 +59,6 @@ worker = QueueWorker(
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@publish_metrics
 def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
     return worker.handle(event, context)

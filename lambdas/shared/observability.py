@@ -6,8 +6,34 @@ POWERTOOLS_METRICS_NAMESPACE, which the stack sets per function.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="Pixflare")
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def publish_metrics(handler: Handler) -> Handler:
+    """``metrics.log_metrics``, and with POWERTOOLS_METRICS_DISABLED the metrics are dropped.
+
+    Powertools keeps disabled metrics until it holds 100 values and then prints them
+    anyway; the embedded stack runs with metrics disabled for hours.
+    """
+    flushed = metrics.log_metrics(handler)
+
+    @functools.wraps(handler)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return flushed(*args, **kwargs)
+        finally:
+            if is_metrics_disabled():
+                metrics.clear_metrics()
+
+    return run  # type: ignore[return-value]

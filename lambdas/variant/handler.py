@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.shared.messages import VariantJob
-from lambdas.shared.observability import logger, metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.worker import LambdaContextLike, QueueWorker
 from lambdas.variant.pipeline import process_variant_job, record_variant_failure
 
@@ -19,6 +19,6 @@ worker = QueueWorker(
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@publish_metrics
 def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
     return worker.handle(event, context)
