@@ -182,6 +182,10 @@ class ImageRepository:
                     ]
                 )
         except ConditionFailedError:
+            # An SDK retry of a transaction whose first attempt committed but answered too
+            # late fails its own conditions; the claim then names this very image.
+            if self.claimed_paths([record.path]).get(record.path.claim) == record.image_id:
+                return
             raise NameTakenError(
                 f"{record.path.claim} already exists; choose another name or album"
             ) from None
