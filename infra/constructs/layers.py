@@ -12,7 +12,6 @@ account/region-specific layer ARN to look up, and it works in every partition.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from aws_cdk import AssetHashType, RemovalPolicy
@@ -20,14 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.queue_worker import ARCHITECTURE, RUNTIME
-
-try:
-    from layers import build
-except ModuleNotFoundError:  # infra imported from outside the repository root
-    # `layers` sits beside `infra` in the repository but is not an installed
-    # package; make the repository root importable rather than fail the synth.
-    sys.path.append(str(Path(__file__).resolve().parents[2]))
-    from layers import build
+from layers import build
 
 
 def _asset(path: Path) -> lambda_.Code:
