@@ -393,32 +393,34 @@ def test_another_owners_domain_is_left_as_it_was(
     assert queue_depth(aws.queue_urls["domain"]) == depth
 
 
-def test_backup_job_naming_another_owners_image_changes_nothing(
-    aws: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def give_mallory_a_destination(**where: Any) -> None:
+    """The attacker's own backup destination, saved without the reachability check."""
     from pydantic import SecretStr
 
     from lambdas.backup.destinations import DestinationRequest, configure_destination
     from lambdas.shared.destinations import DestinationCredentials
 
-    use_env(monkeypatch, aws.env("backup"))
-    # Given alice's image, and mallory with a backup destination of her own
-    victim = store_upload(
-        load_settings(), encode(photo(), "JPEG"), owner="alice", album="a", filename="v.jpg"
-    )
     configure_destination(
         load_settings(),
         DestinationRequest(
             owner=OWNER,
             bucket="mallory-backups",
-            endpoint_url="http://127.0.0.1:9",
-            prefix="p",
-            path_style=True,
-            encrypt=False,
             credentials=DestinationCredentials("mallory-key-id", SecretStr("s" * 20)),
+            **where,
         ),
         check=False,
     )
+
+
+def test_backup_job_naming_another_owners_image_changes_nothing(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_env(monkeypatch, aws.env("backup"))
+    # Given alice's image, and mallory with a backup destination of her own
+    victim = store_upload(
+        load_settings(), encode(photo(), "JPEG"), owner="alice", album="a", filename="v.jpg"
+    )
+    give_mallory_a_destination(endpoint_url="http://127.0.0.1:9", prefix="p", path_style=True)
     before = snapshot(aws)
     # When mallory's queue carries a backup job naming alice's image
     forged = {
@@ -446,26 +448,13 @@ def test_backup_job_naming_another_owners_image_changes_nothing(
 def test_backup_delete_naming_another_owners_image_leaves_it_alone(
     aws: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pydantic import SecretStr
-
-    from lambdas.backup.destinations import DestinationRequest, configure_destination
-    from lambdas.shared.destinations import DestinationCredentials
-
     use_env(monkeypatch, aws.env("backup"))
     # Given alice's image, and mallory with a reachable backup destination of her own
     victim = store_upload(
         load_settings(), encode(photo(), "JPEG"), owner="alice", album="a", filename="v.jpg"
     )
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="mallory-backups")
-    configure_destination(
-        load_settings(),
-        DestinationRequest(
-            owner=OWNER,
-            bucket="mallory-backups",
-            credentials=DestinationCredentials("mallory-key-id", SecretStr("s" * 20)),
-        ),
-        check=False,
-    )
+    give_mallory_a_destination()
     before = snapshot(aws)
     # When mallory's queue carries a backup delete naming alice's image
     forged = {
