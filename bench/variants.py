@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
 
@@ -65,6 +66,7 @@ from lambdas.variant.engine import (  # noqa: E402
     QUALITY,
     VARIANTS,
     WEBP_METHOD,
+    OutputFormat,
     VariantSpec,
     render_variants,
 )
@@ -286,12 +288,12 @@ def floor_decode(data: bytes) -> Image.Image:
     return im
 
 
-def floor_encode(outputs: list[tuple[Image.Image, str]], threads: int) -> None:
+def floor_encode(outputs: list[tuple[Image.Image, OutputFormat]], threads: int) -> None:
     """Encode ``outputs`` as ours does, the eight jobs spread over ``threads``
     (our PNG writer also deflates a large image in pieces on the pool)."""
     if threads == 1:
         for im, fmt in outputs:
-            engine_encode(im, fmt)  # type: ignore[arg-type]
+            engine_encode(im, fmt)
         return
     with ThreadPoolExecutor(max_workers=threads) as pool:
         # Largest first, so the last job to start is a small one.
@@ -303,11 +305,11 @@ def floor_encode(outputs: list[tuple[Image.Image, str]], threads: int) -> None:
 def floor_times(data: bytes, repeats: int) -> dict[int, tuple[float, float]]:
     """Per thread count: (median decode ms, median encode-all ms)."""
     rendered = render_variants(data, threads=2)
-    outputs = []
+    outputs: list[tuple[Image.Image, OutputFormat]] = []
     for r in sorted(rendered.values(), key=lambda r: -r.width * r.height):
         im = Image.open(io.BytesIO(r.data))
         im.load()
-        outputs.append((im, r.format))
+        outputs.append((im, cast(OutputFormat, r.format)))
     floor_decode(data)  # warm-up
     decode = []
     for _ in range(repeats):
