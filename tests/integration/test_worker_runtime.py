@@ -256,3 +256,43 @@ def test_invalid_message_stays_when_dlq_unset(
     # Not acknowledged: SQS's own redrive will move it to the DLQ after maxReceiveCount.
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
     assert json.loads(json.dumps(response))
+
+
+def test_backoff_that_cannot_be_set_still_leaves_the_job_to_be_retried(
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.support.faults import THROTTLE, FaultPlan, inject
+
+    # Given a batch of a transient job and a good one, on a real queue
+    queue = env.queue_urls["variant"]
+    transient_id = send(queue, job_body(TRANSIENT))
+    send(queue, job_body(GOOD_1))
+    messages = receive_all(queue)
+    assert len(messages) == 2
+
+    # When SQS refuses the ChangeMessageVisibility that sets the backoff
+    with inject(FaultPlan(targets=("sqs.ChangeMessageVisibility",), kind=THROTTLE)) as plan:
+        response = variant_worker.handle(
+            event_from_received(messages, env.queue_arns["variant"]), FakeLambdaContext()
+        )
+
+    # Then the transient record is still reported as failed, and only it
+    assert plan.injected["sqs.ChangeMessageVisibility"] == 1
+    assert response == {"batchItemFailures": [{"itemIdentifier": transient_id}]}
+    assert sorted(recorder.processed) == sorted([TRANSIENT, GOOD_1])
+    # and the refusal is logged, not raised
+    warnings = [r for r in caplog.records if r.getMessage() == "could not set backoff"]
+    assert len(warnings) == 1
+    assert "ThrottlingException" in warnings[0].__dict__["reason"]
+    # and the message is not lost: it stays on the queue (invisible for the queue's own
+    # visibility timeout instead of the backoff), where SQS will deliver it again
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    # Lambda deletes the succeeded record, not us: in this test both are still there.
+    assert int(attributes["ApproximateNumberOfMessages"]) == 0
+    assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 2
