@@ -187,70 +187,98 @@ def _clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def move_messages(pair: QueuePair) -> int:
+@dataclass
+class MoveResult:
+    moved: int = 0  # sent to the source queue and deleted from the DLQ
+    bounced: int = 0  # copies this run sent that failed straight back; left in the DLQ
+
+
+def move_messages(pair: QueuePair) -> MoveResult:
     """Receive from the DLQ, send to the source queue, then delete; never lose or duplicate.
 
     Guards, all within one run: a message already sent is never sent again (its
     delete is retried instead); a message this run put on the source queue that
-    failed straight back into the DLQ is left there (released at once), so an
-    unfixed poison message cannot ping-pong.
+    failed straight back into the DLQ is left there, so an unfixed poison
+    message cannot ping-pong. Those bounced copies are held (kept invisible)
+    until the run ends rather than released at once: SQS returns messages in no
+    particular order, and a receive that found only bounced copies must not be
+    mistaken for an empty DLQ while other messages wait behind them. The run
+    ends on the first receive that finds nothing.
     """
     sqs = _sqs()
     sent: set[str] = set()  # DLQ message ids already copied to the source queue
     created: set[str] = set()  # ids of the copies this run sent
-    moved = 0
-    for _ in range(MAX_REDRIVE_ROUNDS):
-        messages = sqs.receive_message(
-            QueueUrl=pair.dlq_url,
-            MaxNumberOfMessages=REDRIVE_BATCH,
-            VisibilityTimeout=REDRIVE_VISIBILITY_SECONDS,
-            WaitTimeSeconds=1,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        returned = [m for m in messages if _origin(m) & created]
-        mine = [m for m in messages if not (_origin(m) & created)]
-        _release(pair.dlq_url, returned)
-        if not mine:
-            return moved
-        fresh = [m for m in mine if m["MessageId"] not in sent]
-        if fresh:
-            response = sqs.send_message_batch(
-                QueueUrl=pair.source_url,
-                Entries=[
-                    {
-                        "Id": str(index),
-                        "MessageBody": message["Body"],
-                        **(
-                            {"MessageAttributes": _clean_attributes(message["MessageAttributes"])}
-                            if message.get("MessageAttributes")
-                            else {}
-                        ),
-                    }
-                    for index, message in enumerate(fresh)
-                ],
-            )
-            for entry in response.get("Successful", []):
-                sent.add(fresh[int(entry["Id"])]["MessageId"])
-                created.add(str(entry["MessageId"]))
-        # Delete only what has been sent (now or earlier in this run); the rest stays.
-        done = [m for m in mine if m["MessageId"] in sent]
-        if done:
-            deleted = sqs.delete_message_batch(
+    held: dict[str, dict[str, Any]] = {}  # bounced copies, by message id
+    result = MoveResult()
+    try:
+        for _ in range(MAX_REDRIVE_ROUNDS):
+            messages = sqs.receive_message(
                 QueueUrl=pair.dlq_url,
-                Entries=[
-                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]}
-                    for index, m in enumerate(done)
-                ],
-            )
-            moved += len(deleted.get("Successful", []))
-        if len(done) < len(mine):
-            _release(pair.dlq_url, [m for m in mine if m["MessageId"] not in sent])
-            raise CommandError(
-                f"{len(mine) - len(done)} message(s) could not be sent to the {pair.name} "
-                f"queue; {moved} moved, the rest stay in the DLQ"
-            )
-    return moved
+                MaxNumberOfMessages=REDRIVE_BATCH,
+                VisibilityTimeout=REDRIVE_VISIBILITY_SECONDS,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                break
+            # A held copy whose visibility ran out comes round again: hold it again,
+            # under its newest receipt handle.
+            held.update({m["MessageId"]: m for m in messages if _origin(m) & created})
+            mine = [m for m in messages if not (_origin(m) & created)]
+            if mine:
+                _move_batch(pair, mine, sent, created, result)
+    finally:
+        result.bounced = len(held)
+        _release(pair.dlq_url, list(held.values()))
+    return result
+
+
+def _move_batch(
+    pair: QueuePair,
+    mine: list[dict[str, Any]],
+    sent: set[str],
+    created: set[str],
+    result: MoveResult,
+) -> None:
+    sqs = _sqs()
+    fresh = [m for m in mine if m["MessageId"] not in sent]
+    if fresh:
+        response = sqs.send_message_batch(
+            QueueUrl=pair.source_url,
+            Entries=[
+                {
+                    "Id": str(index),
+                    "MessageBody": message["Body"],
+                    **(
+                        {"MessageAttributes": _clean_attributes(message["MessageAttributes"])}
+                        if message.get("MessageAttributes")
+                        else {}
+                    ),
+                }
+                for index, message in enumerate(fresh)
+            ],
+        )
+        for entry in response.get("Successful", []):
+            sent.add(fresh[int(entry["Id"])]["MessageId"])
+            created.add(str(entry["MessageId"]))
+    # Delete only what has been sent (now or earlier in this run); the rest stays.
+    done = [m for m in mine if m["MessageId"] in sent]
+    if done:
+        deleted = sqs.delete_message_batch(
+            QueueUrl=pair.dlq_url,
+            Entries=[
+                {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]}
+                for index, m in enumerate(done)
+            ],
+        )
+        result.moved += len(deleted.get("Successful", []))
+    if len(done) < len(mine):
+        _release(pair.dlq_url, [m for m in mine if m["MessageId"] not in sent])
+        raise CommandError(
+            f"{len(mine) - len(done)} message(s) could not be sent to the {pair.name} "
+            f"queue; {result.moved} moved, the rest stay in the DLQ"
+        )
 
 
 def _origin(message: dict[str, Any]) -> set[str]:
@@ -284,6 +312,17 @@ def run_redrive(args: argparse.Namespace, ctx: CommandContext) -> int:
         ctx.emit(result, f"{args.queue}: message move task started ({handle})")
         return 0
     moved = move_messages(pair)
-    result = {"queue": args.queue, "method": "receive-send-delete", "moved": moved}
-    ctx.emit(result, f"{args.queue}: {moved} message(s) moved back from the DLQ")
+    result = {
+        "queue": args.queue,
+        "method": "receive-send-delete",
+        "moved": moved.moved,
+        "bouncedBack": moved.bounced,
+    }
+    human = f"{args.queue}: {moved.moved} message(s) moved back from the DLQ"
+    if moved.bounced:
+        human += (
+            f"; {moved.bounced} failed again at once and were left in the DLQ "
+            "(redrive them after the fix)"
+        )
+    ctx.emit(result, human)
     return 0
