@@ -179,7 +179,8 @@ class CallCounter:
         from lambdas.shared import aws
 
         for service in ("s3", "dynamodb", "sqs", "kms"):
-            aws.client(service).meta.events.register("before-call.*.*", self.hook)
+            for client in aws.client(service).every_client():
+                client.meta.events.register("before-call.*.*", self.hook)
         remote._session().events.register("before-call.*.*", self.hook)
 
     def take(self) -> Counter[str]:

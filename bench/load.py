@@ -322,7 +322,11 @@ def sdk_retries() -> Iterator[Counter[str]]:
         with lock:
             seen[f"{event_name.split('.', 1)[1]} {cause}"] += 1
 
-    clients = [aws.client(service) for service in ("s3", "dynamodb", "sqs")]
+    clients = [
+        client
+        for service in ("s3", "dynamodb", "sqs")
+        for client in aws.client(service).every_client()
+    ]
     for client in clients:
         client.meta.events.register_first("needs-retry", observe, unique_id="load-sdk-retries")
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lambdas.backup.crypto import SCHEME, Header, encrypt_chunks, new_header
-from lambdas.backup.remote import WORST_CASE_CALL_SECONDS, remote_client
+from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
 from lambdas.backup.transfer import (
     MAX_PARTS_IN_FLIGHT,
     PART_SIZE,
@@ -50,9 +50,11 @@ if TYPE_CHECKING:
 
     from lambdas.shared.worker import JobContext
 
-# No new part is started with less time than this left in the invocation: a part's
-# upload, retries included, must fail before the function's timeout, not after it.
-MIN_REMAINING_MS_FOR_PART = (WORST_CASE_CALL_SECONDS + 2) * 1000
+# No new part is started with less time than this left in the invocation: enough
+# for a single-attempt destination call (13 s) and the bookkeeping after it. Every
+# call then fails before the function's timeout (its timeouts fit the time left,
+# see lambdas.shared.aws); a part that would only get the shortest ones is not begun.
+MIN_REMAINING_MS_FOR_PART = int((REMOTE_TIMEOUTS[1].worst_case_seconds() + 2) * 1000)
 LAST_ERROR_LIMIT = 500
 
 META_SHA256 = "pixflare-sha256"

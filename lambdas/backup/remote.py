@@ -9,11 +9,12 @@ has 60 s for a batch of ten, and a dead endpoint must fail fast and be retried l
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
 
+from lambdas.shared.aws import DeadlineBoundClient, Timeouts
 from lambdas.shared.destinations import Destination, DestinationCredentials
 
 if TYPE_CHECKING:
@@ -22,20 +23,24 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 10
 MAX_ATTEMPTS = 2
-MAX_RETRY_BACKOFF_SECONDS = 2
 MAX_POOL_CONNECTIONS = 8
+# Longest first, chosen per call to fit the invocation's deadline (see
+# lambdas.shared.aws): 32 s, 13 s, 6 s, retries included.
+REMOTE_TIMEOUTS: tuple[Timeouts, ...] = (
+    Timeouts(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, MAX_ATTEMPTS),
+    Timeouts(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, 1),
+    Timeouts(2, 4, 1),
+)
 # How long one call to a destination can take before it fails, SDK retries included.
-WORST_CASE_CALL_SECONDS = (
-    CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
-) * MAX_ATTEMPTS + MAX_RETRY_BACKOFF_SECONDS * (MAX_ATTEMPTS - 1)
+WORST_CASE_CALL_SECONDS = REMOTE_TIMEOUTS[0].worst_case_seconds()
 DEFAULT_REGION = "us-east-1"
 
 
-def remote_config(*, path_style: bool) -> Config:
+def remote_config(*, path_style: bool, timeouts: Timeouts = REMOTE_TIMEOUTS[0]) -> Config:
     settings: dict[str, Any] = {
-        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-        "read_timeout": READ_TIMEOUT_SECONDS,
-        "retries": {"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        "connect_timeout": timeouts.connect,
+        "read_timeout": timeouts.read,
+        "retries": {"mode": "standard", "total_max_attempts": timeouts.attempts},
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
         "max_pool_connections": MAX_POOL_CONNECTIONS,
@@ -53,14 +58,20 @@ def _session() -> boto3.session.Session:
 
 
 def remote_client(destination: Destination, credentials: DestinationCredentials) -> S3Client:
-    """An S3 client for the destination, signed with the owner's own credentials only."""
-    return _session().client(
-        "s3",
-        endpoint_url=destination.endpoint_url or None,
-        region_name=destination.region or DEFAULT_REGION,
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key.get_secret_value(),
-        # Explicit keys with no token: an ambient session token must not leak in.
-        aws_session_token=None,
-        config=remote_config(path_style=destination.path_style),
-    )
+    """An S3 client for the destination, signed with the owner's own credentials only;
+    each call gets timeouts that fit the time left in the invocation."""
+
+    @functools.cache
+    def make(timeouts: Timeouts) -> Any:
+        return _session().client(
+            "s3",
+            endpoint_url=destination.endpoint_url or None,
+            region_name=destination.region or DEFAULT_REGION,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key.get_secret_value(),
+            # Explicit keys with no token: an ambient session token must not leak in.
+            aws_session_token=None,
+            config=remote_config(path_style=destination.path_style, timeouts=timeouts),
+        )
+
+    return cast("S3Client", DeadlineBoundClient("backup destination", make, REMOTE_TIMEOUTS))

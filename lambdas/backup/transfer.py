@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lambdas.shared import aws
 from lambdas.shared.errors import aws_errors
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def _send_parts(
                 while len(in_flight) >= max_in_flight:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     collect(done)
-                in_flight.add(pool.submit(send, number, body))
+                in_flight.add(pool.submit(aws.in_this_context(send), number, body))
                 sent += len(body)
                 del body
             done, in_flight = wait(in_flight)

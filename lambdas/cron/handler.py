@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.cron.jobs import run_in_lambda
 from lambdas.cron.runner import JOB_NAMES, InvalidTimeError, RunReport, parse_now
+from lambdas.shared import aws
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.messages import CronContinuation
@@ -68,7 +69,10 @@ def start_job(event: Any, context: LambdaContextLike) -> dict[str, Any]:
         now = parse_now(raw_now)
     except InvalidTimeError as err:
         raise InvalidMessageError(f"scheduled event: {err}") from None
-    with logger.append_context_keys(job=name):
+    with (
+        logger.append_context_keys(job=name),
+        aws.call_deadline(float(context.get_remaining_time_in_millis()) / 1000),
+    ):
         report = run_in_lambda(str(name), load_settings(), now, context)
     return record_run(report)
 

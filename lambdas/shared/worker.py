@@ -118,12 +118,14 @@ class QueueWorker(Generic[M]):
         def record_handler(record: SQSRecord) -> None:
             self._handle_record(record, settings, context)
 
-        response = process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=processor,
-            context=context,  # type: ignore[arg-type]
-        )
+        # Every AWS call of this invocation ends before the function's own timeout.
+        with aws.call_deadline(_seconds_left(context)):
+            response = process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=processor,
+                context=context,  # type: ignore[arg-type]
+            )
         return dict(response)
 
     # -- one record --------------------------------------------------------------------
@@ -264,6 +266,13 @@ def _queue_url_from_arn(arn: str | None) -> str:
 
 
 _WORKERS: list[QueueWorker[Any]] = []
+
+
+def _seconds_left(context: LambdaContextLike | None) -> float | None:
+    """The invocation's remaining time, or None when there is no Lambda context."""
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return None
+    return float(context.get_remaining_time_in_millis()) / 1000
 
 
 def reset_workers() -> None:

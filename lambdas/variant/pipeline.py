@@ -167,7 +167,7 @@ def store_variants(bucket: str, record: ImageRecord, renditions: dict[str, Rendi
     with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
         futures = [
             pool.submit(
-                _put_variant,
+                aws.in_this_context(_put_variant),
                 bucket,
                 record.path.variant_key(name),
                 renditions[name],

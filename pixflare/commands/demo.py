@@ -374,7 +374,7 @@ def target_s3(endpoint: str) -> Any:
 @contextlib.contextmanager
 def s3_outage(key: str, failures: dict[str, int]) -> Iterator[None]:
     """Every GetObject of ``key`` through the shared clients fails with a 500."""
-    client = aws.s3()
+    client = aws.client("s3")
 
     def fail(params: dict[str, Any], **_: Any) -> None:
         if str(params.get("url_path", "")).endswith(key):
@@ -385,11 +385,15 @@ def s3_outage(key: str, failures: dict[str, int]) -> Iterator[None]:
             }
             raise ClientError(response, "GetObject")
 
-    client.meta.events.register("before-call.s3.GetObject", fail, unique_id="pixflare-demo")
+    # On every client behind aws.s3(): which one a call uses depends on the time left.
+    clients = client.every_client()
+    for each in clients:
+        each.meta.events.register("before-call.s3.GetObject", fail, unique_id="pixflare-demo")
     try:
         yield
     finally:
-        client.meta.events.unregister("before-call.s3.GetObject", unique_id="pixflare-demo")
+        for each in clients:
+            each.meta.events.unregister("before-call.s3.GetObject", unique_id="pixflare-demo")
 
 
 @contextlib.contextmanager

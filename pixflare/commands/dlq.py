@@ -160,7 +160,9 @@ def run_list(args: argparse.Namespace, ctx: CommandContext) -> int:
 def _start_move_task(pair: QueuePair) -> str | None:
     """The task handle, or None when the endpoint does not implement message move tasks."""
     # One attempt: an endpoint without the operation should not be asked three times.
-    client = aws._session().client("sqs", config=aws.client_config(retries={"max_attempts": 1}))
+    client = aws._session().client(
+        "sqs", config=aws.client_config(retries={"mode": "standard", "total_max_attempts": 1})
+    )
     try:
         response = client.start_message_move_task(
             SourceArn=pair.dlq_arn, DestinationArn=pair.source_arn

@@ -393,18 +393,18 @@ def test_destination_down_then_back(
         assert flaky.secret_access_key not in logs
 
 
-def test_no_part_starts_when_a_destination_call_could_outlive_the_invocation(
+def test_no_part_starts_without_time_for_a_single_attempt_destination_call(
     env: Resources, target: S3Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lambdas.backup.jobs import MIN_REMAINING_MS_FOR_PART
-    from lambdas.backup.remote import WORST_CASE_CALL_SECONDS
+    from lambdas.backup.remote import REMOTE_TIMEOUTS
 
     monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
     set_destination(target, "late-owner")
     upload = store_upload(
         load_settings(), jpeg(2000), owner="late-owner", album="a", filename="late.jpg"
     )
-    assert MIN_REMAINING_MS_FOR_PART > WORST_CASE_CALL_SECONDS * 1000
+    assert REMOTE_TIMEOUTS[1].worst_case_seconds() * 1000 < MIN_REMAINING_MS_FOR_PART
 
     # Given an invocation with less time left than one destination call may take
     messages = receive_all(env.queue_urls["backup"])

@@ -97,16 +97,17 @@ def inject(
     """Register the plan on each service's cached client for the duration of the block."""
     registered: list[tuple[Any, str, Callable[..., Any]]] = []
     for service in services:
-        client = aws.client(service)
 
         def hook(params: dict[str, Any], model: Any, _service: str = service, **_: Any) -> None:
             name = f"{_service}.{model.name}"
             if plan.matches(_service, model.name) and plan.decide(name, params):
                 _raise(plan, model.name)
 
-        event = f"before-call.{client.meta.service_model.service_name}"
-        client.meta.events.register(event, hook, unique_id=f"fault-{id(plan)}-{service}")
-        registered.append((client, event, hook))
+        # Every client behind the service: which one a call uses depends on the time left.
+        for client in aws.client(service).every_client():
+            event = f"before-call.{client.meta.service_model.service_name}"
+            client.meta.events.register(event, hook, unique_id=f"fault-{id(plan)}-{service}")
+            registered.append((client, event, hook))
     try:
         yield plan
     finally:
