@@ -31,8 +31,6 @@ REMOTE_TIMEOUTS: tuple[Timeouts, ...] = (
     Timeouts(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, 1),
     Timeouts(2, 4, 1),
 )
-# How long one call to a destination can take before it fails, SDK retries included.
-WORST_CASE_CALL_SECONDS = REMOTE_TIMEOUTS[0].worst_case_seconds()
 DEFAULT_REGION = "us-east-1"
 
 

@@ -19,7 +19,12 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.messages import CronContinuation
 from lambdas.shared.observability import logger, metrics, publish_metrics, tracer
-from lambdas.shared.worker import JobContext, LambdaContextLike, QueueWorker
+from lambdas.shared.worker import (
+    JobContext,
+    LambdaContextLike,
+    QueueWorker,
+    invocation_seconds_left,
+)
 
 
 def record_run(report: RunReport) -> dict[str, Any]:
@@ -71,7 +76,7 @@ def start_job(event: Any, context: LambdaContextLike) -> dict[str, Any]:
         raise InvalidMessageError(f"scheduled event: {err}") from None
     with (
         logger.append_context_keys(job=name),
-        aws.call_deadline(float(context.get_remaining_time_in_millis()) / 1000),
+        aws.call_deadline(invocation_seconds_left(context)),
     ):
         report = run_in_lambda(str(name), load_settings(), now, context)
     return record_run(report)

@@ -119,7 +119,7 @@ class QueueWorker(Generic[M]):
             self._handle_record(record, settings, context)
 
         # Every AWS call of this invocation ends before the function's own timeout.
-        with aws.call_deadline(_seconds_left(context)):
+        with aws.call_deadline(invocation_seconds_left(context)):
             response = process_partial_response(
                 event=event,
                 record_handler=record_handler,
@@ -268,7 +268,7 @@ def _queue_url_from_arn(arn: str | None) -> str:
 _WORKERS: list[QueueWorker[Any]] = []
 
 
-def _seconds_left(context: LambdaContextLike | None) -> float | None:
+def invocation_seconds_left(context: LambdaContextLike | None) -> float | None:
     """The invocation's remaining time, or None when there is no Lambda context."""
     if context is None or not hasattr(context, "get_remaining_time_in_millis"):
         return None
