@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 from botocore.config import Config
 
-from lambdas.shared.errors import TransientError
+from lambdas.shared.errors import OutOfTimeError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -52,10 +52,6 @@ _RETRY_AFTER_EXTRA_SECONDS = 5
 REPORT_MARGIN_SECONDS = 1.0
 
 _T = TypeVar("_T")
-
-
-class OutOfTimeError(TransientError):
-    """Too little time left in this invocation for another network call."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,10 @@ class TransientError(PixflareError):
     """Worth retrying later: throttling, 5xx, timeouts, an unreachable endpoint."""
 
 
+class OutOfTimeError(TransientError):
+    """Too little time left in this invocation for another network call."""
+
+
 class PermanentError(PixflareError):
     """Retrying cannot help: the input is bad or what it refers to is gone."""
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
 from lambdas.shared import aws
 from lambdas.shared.destinations import Destination, DestinationCredentials
-from lambdas.shared.errors import TransientError
+from lambdas.shared.errors import OutOfTimeError, TransientError
 
 
 def worst_case_of(client: object) -> float:
@@ -45,7 +45,7 @@ def test_with_too_little_time_left_a_call_is_not_started_and_is_retried_later() 
     calls: list[str] = []
     for each in aws.client("dynamodb").every_client():
         each.meta.events.register("before-send", lambda **kw: calls.append("sent"))
-    with aws.call_deadline(3.5), pytest.raises(aws.OutOfTimeError) as refused:
+    with aws.call_deadline(3.5), pytest.raises(OutOfTimeError) as refused:
         aws.dynamodb().get_item(TableName="images", Key={"pk": {"S": "x"}})
     assert isinstance(refused.value, TransientError)
     assert "dynamodb: not started, 3.5 s left" in str(refused.value)
@@ -58,7 +58,7 @@ def test_no_call_can_outlive_its_deadline(seconds_left: float) -> None:
         with aws.call_deadline(seconds_left):
             try:
                 chosen = aws.timeouts_for_now(choices, "test")
-            except aws.OutOfTimeError:
+            except OutOfTimeError:
                 assert seconds_left < choices[-1].worst_case_seconds() + aws.REPORT_MARGIN_SECONDS
                 continue
         assert chosen.worst_case_seconds() + aws.REPORT_MARGIN_SECONDS <= seconds_left
@@ -79,5 +79,5 @@ def test_backup_destination_calls_fit_the_deadline_too() -> None:
     assert worst_case_of(target.current()) == 32  # type: ignore[attr-defined]
     with aws.call_deadline(20.0):
         assert worst_case_of(target.current()) == 13  # type: ignore[attr-defined]
-    with aws.call_deadline(5.0), pytest.raises(aws.OutOfTimeError, match="backup destination"):
+    with aws.call_deadline(5.0), pytest.raises(OutOfTimeError, match="backup destination"):
         target.head_bucket(Bucket="b")
