@@ -1,21 +1,31 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
-# Each creates .venv when missing and (re)installs the project when pyproject.toml changed.
-PYTHON ?= python3.11
+# Each creates .venv on CPython 3.12 (the functions' runtime) when missing and installs
+# the project from requirements/dev.lock when the lock or pyproject.toml changed.
+# PYTHON may name the interpreter; otherwise the first CPython 3.12 found is used
+# (python3.12 on PATH, then pyenv's versions, then the usual system places).
+PY312_CANDIDATES := $(PYTHON) python3.12 $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12
+PY312 := $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 && echo $(p))))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
+UV_LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.12 --generate-hashes
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint audit synth layers bench clean
+.PHONY: demo test lint audit synth layers bench lock clean
 
+# A .venv made by another Python (3.11 before this project moved to 3.12) is replaced.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PY312)" || { echo "make: CPython 3.12 not found (the Lambda runtime's version): install python3.12 or run make PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(PY312) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[infra,local,dev]"
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' || { echo "make: $(VENV) is not Python 3.12; recreating it"; rm -rf $(VENV); $(MAKE) --no-print-directory $(BIN)/python; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,10 +51,19 @@ synth: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/python -m layers.build
 
+# Re-pin everything (uv, with hashes): the development environment from pyproject.toml,
+# then each layer constrained by it, so the layers carry the versions the tests run.
+lock: $(STAMP)
+	$(UV_LOCK) pyproject.toml --extra infra --extra local --extra dev -o $(LOCK)
+	$(UV_LOCK) layers/deps/requirements.in -c $(LOCK) -o layers/deps/requirements.lock
+	$(UV_LOCK) layers/pillow/requirements.in -c $(LOCK) -o layers/pillow/requirements.lock
+	$(UV_LOCK) layers/runtime/requirements.in -o layers/runtime/requirements.lock
+
 bench: $(STAMP)
 	$(BIN)/python bench/variants.py
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/cron_scale.py
+	$(BIN)/python bench/cold_start.py
 
 clean:
 	rm -rf $(VENV) cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,16 @@
 """The Lambda layers and the function code bundle, built without Docker.
 
-``layers/build.py`` installs manylinux aarch64 wheels for CPython 3.12 with pip
-and caches each build under ``layers/build/`` by a hash of its inputs; that hash
-is also the asset hash, so an unchanged layer is neither re-fingerprinted nor
-re-uploaded.
+``layers/build.py`` installs each layer from its lock file (manylinux aarch64
+wheels for CPython 3.12, pinned with hashes) and compiles it to .pyc with CPython
+3.12; each build is cached under ``layers/build/`` by a hash of its lock and
+target. That hash is also the asset hash, so an unchanged layer is neither
+re-fingerprinted nor re-uploaded, and any changed pin, transitive ones included,
+makes a new layer version.
 
-Powertools comes from our own deps layer rather than the AWS-managed Powertools
-layer: the version is pinned and the one the tests run against, there is no
-account/region-specific layer ARN to look up, and it works in every partition.
+Powertools, boto3 and botocore come from our own deps layer rather than the
+AWS-managed Powertools layer or the runtime's SDK: the versions are the ones the
+tests run against, there is no account/region-specific layer ARN to look up, and
+it works in every partition.
 """
 
 from __future__ import annotations

@@ -50,12 +50,30 @@ def _cache_key(context: Mapping[str, Any]) -> str:
         digest.update(metadata.version("aws-cdk-lib").encode())
     except metadata.PackageNotFoundError:
         digest.update(b"no-cdk")
-    sources = [ROOT / "app.py", ROOT / "cdk.json", *sorted((ROOT / "infra").rglob("*.py"))]
+    # The template names the artifacts' build directories, whose names hash the lambdas
+    # sources and the layer locks: a change there is a new template too.
+    sources = [
+        ROOT / "app.py",
+        ROOT / "cdk.json",
+        ROOT / "layers" / "build.py",
+        *sorted((ROOT / "layers").glob("*/requirements.lock")),
+        *sorted((ROOT / "infra").rglob("*.py")),
+        *sorted(p for p in (ROOT / "lambdas").rglob("*.py") if "__pycache__" not in p.parts),
+    ]
     for path in sources:
         if path.is_file():
             digest.update(str(path.relative_to(ROOT)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:24]
+
+
+def asset_paths(template: Mapping[str, Any]) -> list[str]:
+    """The local directories the template's functions and layers are built from."""
+    return [
+        resource["Metadata"]["aws:asset:path"]
+        for resource in template.get("Resources", {}).values()
+        if "aws:asset:path" in resource.get("Metadata", {})
+    ]
 
 
 def cache_dir() -> Path:
@@ -75,7 +93,9 @@ def synthesize_template(
     if use_cache and cached.is_file():
         try:
             document: dict[str, Any] = json.loads(cached.read_text())
-            return document
+            if all(Path(path).is_dir() for path in asset_paths(document)):
+                return document
+            cached.unlink(missing_ok=True)  # its artifacts were cleaned: build them again
         except (OSError, json.JSONDecodeError):
             cached.unlink(missing_ok=True)
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
