@@ -38,6 +38,7 @@ ENV_FIELDS: dict[str, str] = {
     "CLOUDFLARE_API_TOKEN_SECRET_ARN": "cloudflare_api_token_secret_arn",
     "BACKUP_SYNC_LIMIT": "backup_sync_limit",
     "BACKUP_VERIFY_SAMPLE": "backup_verify_sample",
+    "PIXFLARE_BACKOFF_BASE_SECONDS": "backoff_base_seconds",
     "IMAGES_BUCKET": "images_bucket",
     "IMAGES_TABLE": "images_table",
     "DOMAINS_TABLE": "domains_table",
@@ -83,6 +84,9 @@ class Settings(BaseModel):
     cloudflare_api_token_secret_arn: str = ""
     backup_sync_limit: int = Field(default=100, ge=1)
     backup_verify_sample: int = Field(default=20, ge=0)
+    # First retry delay of a failed record; unset: the worker's 30 s. The local stack and
+    # the demo set 0, so a poison message walks its receives in seconds.
+    backoff_base_seconds: int | None = Field(default=None, ge=0, le=900)
 
     images_bucket: str = ""
     images_table: str = ""

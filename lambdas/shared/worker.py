@@ -230,7 +230,7 @@ class QueueWorker(Generic[M]):
     def _retry_later(
         self, record: SQSRecord, settings: Settings, err: Exception, receive_count: int
     ) -> None:
-        delay = backoff_seconds(receive_count)
+        delay = backoff_seconds(receive_count, base=settings.backoff_base_seconds)
         metrics.add_metric(name="JobRetried", unit=MetricUnit.Count, value=1)
         logger.warning(
             "job failed, will retry",

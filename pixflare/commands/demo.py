@@ -125,8 +125,7 @@ class Demo:
 
     def function_available(self, handler_prefix: str) -> bool:
         return any(
-            f.spec.handler.startswith(handler_prefix) and not f.unavailable
-            for f in self.stack.functions.values()
+            f.spec.handler.startswith(handler_prefix) for f in self.stack.functions.values()
         )
 
     def write_sample(self, sample: samples.Sample, name: str | None = None) -> Path:

@@ -20,7 +20,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,15 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from layers import build
 from pixflare.local.runtime_api import InitError, Outcome, PendingInvocation, RuntimeAPI
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
-PYTHON_VARIABLE = "PIXFLARE_LAMBDA_PYTHON"
-PYTHON_CANDIDATES = (
-    "python3.12",
-    "/root/.pyenv/versions/3.12*/bin/python3.12",
-    "/usr/bin/python3.12",
-)
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase of an on-demand function
 WATCH_INTERVAL_SECONDS = 0.02  # how often a running invocation's memory is read
 KILL_WAIT_SECONDS = 5.0
@@ -72,59 +66,10 @@ RESERVED_VARIABLES = frozenset(
 )
 
 
-class LambdaPythonNotFoundError(RuntimeError):
-    """No CPython 3.12 interpreter to run the functions with."""
-
-
-def _is_base_python312(path: str) -> bool:
-    """The interpreter runs, is 3.12 and is not a virtualenv's."""
-    probe = "import sys; print(sys.version_info[:2] == (3, 12) and sys.prefix == sys.base_prefix)"
-    try:
-        done = subprocess.run(  # noqa: S603  (a candidate interpreter, no shell)
-            [path, "-I", "-S", "-c", probe],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and done.stdout.strip() == "True"
-
-
 def find_python312() -> Path:
-    """A CPython 3.12 interpreter (never a virtualenv's) to run the functions with."""
-    chosen = os.environ.get(PYTHON_VARIABLE)
-    if chosen:
-        if not _is_base_python312(chosen):
-            raise LambdaPythonNotFoundError(
-                f"{PYTHON_VARIABLE}={chosen} is not a working CPython 3.12 outside a virtualenv"
-            )
-        return Path(chosen)
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    if sys.version_info[:2] == (3, 12) and base and _is_base_python312(base):
-        return Path(base)
-    candidates: list[str] = []
-    for pattern in PYTHON_CANDIDATES:
-        if "*" in pattern:
-            root = Path(pattern).anchor
-            candidates.extend(str(p) for p in sorted(Path(root).glob(pattern[len(root) :])))
-        elif "/" in pattern:
-            candidates.append(pattern)
-        else:
-            # Every match on PATH: the first may be a pyenv shim that fails on its own.
-            for directory in os.environ.get("PATH", "").split(os.pathsep):
-                if directory and os.access(os.path.join(directory, pattern), os.X_OK):
-                    candidates.append(os.path.join(directory, pattern))
-    for candidate in candidates:
-        if _is_base_python312(candidate):
-            return Path(candidate)
-    raise LambdaPythonNotFoundError(
-        "the local stack runs functions with CPython 3.12 (Lambda's python3.12 runtime); "
-        "install it (e.g. `pyenv install 3.12` or `apt-get install python3.12`) "
-        f"or point {PYTHON_VARIABLE} at one"
-    )
+    """A CPython 3.12 interpreter (never a virtualenv's) to run the functions with; the
+    one the artifacts were compiled with (layers.build, PIXFLARE_LAMBDA_PYTHON wins)."""
+    return Path(build.python312())
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""The in-process Lambda runtime of the local stack: functions, SQS pollers, schedules.
+"""The local stack's Lambda service: functions, SQS pollers, schedules.
+
+Each function runs from its deployment artifacts in execution environments of its
+own (CPython 3.12 processes under the Runtime Interface Client, see
+pixflare.local.environments); a batch still running at the function's Timeout is
+ended the way Lambda ends it: the process is killed and the environment discarded.
 
 A :class:`QueuePoller` behaves like an event source mapping: it collects up to
 BatchSize messages or until MaximumBatchingWindowInSeconds ends, runs at most
 MaximumConcurrency batches at once, and deletes only what the function reports
 as done (ReportBatchItemFailures) — or the whole batch when the function returns
-without a partial response. An exception, or a batch still running at the
-function's Timeout, fails the whole batch: nothing is deleted, and the messages
+without a partial response. An error, a timeout or a process killed for memory
+fails the whole batch: nothing is deleted, and the messages
 come back after their visibility timeout (or the backoff the worker runtime set),
 reaching the DLQ after maxReceiveCount receives through the queue's own redrive
 policy, as on AWS.
@@ -13,7 +18,6 @@ policy, as on AWS.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -22,10 +26,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from lambdas.shared.config import ENV_FIELDS, Settings, settings_from_env, settings_override
+from lambdas.shared.config import ENV_FIELDS, settings_from_env
 from pixflare.local.cron import RateSchedule, Schedule, ScheduleError, parse_schedule
+from pixflare.local.environments import (
+    EnvironmentStats,
+    FunctionEnvironments,
+    FunctionImage,
+    Invocation,
+)
 from pixflare.local.template import FunctionSpec, MappingSpec, RuleSpec
 
 # Environment variables naming resources: always the template's, never the shell's.
@@ -47,106 +57,76 @@ POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a po
 SQS_MAX_RECEIVE = 10
 
 
-@dataclass
-class LocalLambdaContext:
-    """What a handler may read from its context; the remaining time counts down from Timeout."""
-
-    function_name: str
-    timeout_seconds: int
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 128
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    deadline: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        self.deadline = time.monotonic() + self.timeout_seconds
-        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
-
-
-@dataclass
-class Invocation:
-    ok: bool
-    response: Any = None
-    error: str | None = None
-    timed_out: bool = False
-    seconds: float = 0.0
-
-
 class LocalFunction:
-    """One AWS::Lambda::Function of the template, importable and callable in-process."""
+    """One AWS::Lambda::Function of the template, run from its deployment artifacts.
 
-    def __init__(self, spec: FunctionSpec, runtime_env: Mapping[str, str]) -> None:
+    Every invocation goes to an execution environment of its own: a CPython 3.12
+    process with the code asset and layers, loaded by the Runtime Interface Client
+    (pixflare.local.environments), so what runs here is what Lambda runs.
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        image: FunctionImage,
+        environment: Mapping[str, str],
+        region: str,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
-        # The template's environment, with runtime settings from the stack's own
-        # environment winning (ENABLE_AI_CLASSIFICATION=true pixflare local up).
-        self.environment = {
-            **spec.environment,
-            **{k: v for k, v in runtime_env.items() if k in RUNTIME_VARIABLES},
-        }
-        self.settings: Settings = settings_from_env(self.environment)
-        self.handler: Callable[[Any, Any], Any] | None = None
-        self.unavailable: str | None = None
-        module_name, _, attribute = spec.handler.rpartition(".")
-        try:
-            module = importlib.import_module(module_name)
-            self.handler = getattr(module, attribute)
-        except (ImportError, AttributeError) as err:
-            self.unavailable = f"{spec.handler} is not importable ({err})"
-        self.invocations = 0
-        self.timeouts = 0
-        self._lock = threading.Lock()
+        self.environment = dict(environment)
+        self.environments = FunctionEnvironments(
+            name=spec.name,
+            arn=spec.arn,
+            handler=spec.handler,
+            timeout_seconds=spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            image=image,
+            environment=self.environment,
+            region=region,
+            log=log,
+        )
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def stats(self) -> EnvironmentStats:
+        return self.environments.stats
+
     def invoke(self, event: Any) -> Invocation:
-        """Run the handler in its own thread, bounded by the function's Timeout."""
-        if self.handler is None:
-            return Invocation(ok=False, error=self.unavailable)
-        handler = self.handler
-        context = LocalLambdaContext(
-            function_name=self.spec.name,
-            timeout_seconds=self.spec.timeout_seconds,
-            invoked_function_arn=self.spec.arn,
-            memory_limit_in_mb=self.spec.memory_mb,
-        )
-        outcome: dict[str, Any] = {}
+        return self.environments.invoke(event)
 
-        def run() -> None:
-            try:
-                with settings_override(self.settings):
-                    outcome["response"] = handler(event, context)
-            except BaseException as err:
-                outcome["error"] = f"{type(err).__name__}: {err}"
+    def close(self) -> None:
+        self.environments.close()
 
-        started = time.monotonic()
-        thread = threading.Thread(target=run, name=f"lambda-{self.spec.logical_id}", daemon=True)
-        thread.start()
-        thread.join(self.spec.timeout_seconds)
-        seconds = time.monotonic() - started
-        with self._lock:
-            self.invocations += 1
-        if thread.is_alive():
-            # Python cannot stop a thread; the run is abandoned and counts as failed,
-            # as Lambda would report a timed-out invocation.
-            with self._lock:
-                self.timeouts += 1
-            return Invocation(
-                ok=False,
-                timed_out=True,
-                error=f"timed out after {self.spec.timeout_seconds} s",
-                seconds=seconds,
-            )
-        if "error" in outcome:
-            return Invocation(ok=False, error=outcome["error"], seconds=seconds)
-        return Invocation(ok=True, response=outcome.get("response"), seconds=seconds)
+
+def function_environment(
+    spec: FunctionSpec, stack_env: Mapping[str, str], *, lambda_env: Mapping[str, str]
+) -> dict[str, str]:
+    """A function's variables: the template's, runtime settings from the stack's own
+    environment winning (ENABLE_AI_CLASSIFICATION=true pixflare local up), never its
+    resource names, then what the local stack adds (endpoint, credentials)."""
+    environment = {
+        **spec.environment,
+        **{k: v for k, v in stack_env.items() if k in RUNTIME_VARIABLES},
+        **lambda_env,
+    }
+    settings_from_env(environment)  # a bad value stops the stack here, named
+    return environment
+
+
+class Invokable(Protocol):
+    """What a poller or the scheduler needs of a function."""
+
+    @property
+    def name(self) -> str: ...
+
+    spec: FunctionSpec
+
+    def invoke(self, event: Any) -> Invocation: ...
 
 
 def _lambda_message_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,7 +200,7 @@ class QueuePoller:
     def __init__(
         self,
         mapping: MappingSpec,
-        function: LocalFunction,
+        function: Invokable,
         *,
         sqs: Any,
         region: str,
@@ -380,7 +360,7 @@ class RuleScheduler:
 
     def __init__(
         self,
-        rules: list[tuple[RuleSpec, Schedule, list[tuple[LocalFunction, str | None]]]],
+        rules: list[tuple[RuleSpec, Schedule, list[tuple[Invokable, str | None]]]],
         *,
         stop: threading.Event,
         clock: Callable[[], datetime] | None = None,
@@ -426,7 +406,7 @@ class RuleScheduler:
                     due[spec.logical_id] = schedule.next_after(now)
 
     def _fire(
-        self, spec: RuleSpec, function: LocalFunction, payload: str | None, at: datetime
+        self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime
     ) -> None:
         event = json.loads(payload) if payload else _scheduled_event(spec, at)
         result = function.invoke(event)

@@ -1,6 +1,7 @@
 """The embedded local stack: moto's server on loopback, the template's resources, and
-the template's functions running in-process behind their event source mappings
-and schedules.
+the template's functions behind their event source mappings and schedules, each run
+from its deployment artifacts (code asset + layers) in CPython 3.12 processes of its
+own under the Lambda Runtime Interface Client, as Lambda runs it.
 
     with LocalStack(port=0) as stack:
         print(stack.endpoint)          # http://127.0.0.1:PORT
@@ -29,15 +30,16 @@ from typing import IO, Any, TextIO
 import boto3
 from botocore.config import Config
 
-from lambdas.shared import worker as worker_runtime
-from lambdas.shared.aws import reset_clients
-from lambdas.shared.config import reset_settings
-from lambdas.shared.worker import reset_workers
+from lambdas.shared.errors import ConfigError
+from layers import build
 from pixflare.local.cron import Schedule
+from pixflare.local.environments import FunctionImage
 from pixflare.local.runtime import (
+    Invokable,
     LocalFunction,
     QueuePoller,
     RuleScheduler,
+    function_environment,
     parse_rule_schedule,
 )
 from pixflare.local.synth import SynthError, synthesize_template
@@ -47,10 +49,8 @@ from pixflare.resolve import OUTPUTS_BUCKET, outputs_key
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 DEFAULT_STACK_NAME = "PixflareJobs"
-BACKOFF_VARIABLE = "PIXFLARE_BACKOFF_BASE_SECONDS"
 STOP_GRACE_SECONDS = 5.0
-# Set for the whole process while the stack runs: workers talk to the moto server with
-# dummy credentials; X-Ray and CloudWatch metrics have nothing to talk to here.
+# Given to every function: it talks to the moto server with dummy credentials.
 _DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -77,6 +77,38 @@ def synthesize(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise LocalStackError(str(err)) from None
 
 
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return round(ordered[middle], 2)
+    return round((ordered[middle - 1] + ordered[middle]) / 2, 2)
+
+
+def function_summary(function: LocalFunction) -> dict[str, Any]:
+    stats = function.stats
+    return {
+        "memorySizeMb": function.spec.memory_mb,
+        "timeoutSeconds": function.spec.timeout_seconds,
+        "invocations": stats.invocations,
+        "coldStarts": stats.cold_starts,
+        "initDurationMs": {
+            "median": _median(stats.init_durations_ms),
+            "max": round(max(stats.init_durations_ms), 2) if stats.init_durations_ms else None,
+        },
+        "durationMs": {
+            "median": _median(stats.durations_ms),
+            "max": round(max(stats.durations_ms), 2) if stats.durations_ms else None,
+        },
+        "maxMemoryUsedMb": stats.max_memory_used_mb,
+        "errors": stats.errors,
+        "timeouts": stats.timeouts,
+        "outOfMemory": stats.out_of_memory_kills,
+    }
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -100,6 +132,7 @@ class LocalStack:
         out: TextIO | None = None,
         log_file: str | Path | None = None,
         run_schedules: bool = True,
+        function_endpoint: str | None = None,
     ) -> None:
         self.port = port
         self.host = host
@@ -112,6 +145,9 @@ class LocalStack:
         self.out = out
         self.log_file = Path(log_file) if log_file else None
         self.run_schedules = run_schedules
+        # Where the functions send their AWS calls (AWS_ENDPOINT_URL): the stack's own
+        # endpoint unless a test puts a proxy in between.
+        self.function_endpoint = function_endpoint
         self.endpoint = ""
         self.outputs: dict[str, str] = {}
         self.functions: dict[str, LocalFunction] = {}
@@ -122,10 +158,8 @@ class LocalStack:
         self.provisioner: Provisioner | None = None
         self._stop = threading.Event()
         self._server: Any = None
-        self._saved_env: dict[str, str | None] = {}
-        self._saved_backoff: int | None = None
         self._log_stream: IO[str] | None = None
-        self._saved_log_stream: Any = None
+        self._log_lock = threading.Lock()
         self._errors_lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------
@@ -138,7 +172,6 @@ class LocalStack:
     def start(self) -> LocalStack:
         try:
             self._start_server()
-            self._apply_process_env()
             template = self.template if self.template is not None else synthesize(self.context)
             self._provision(template)
             self._start_runtime()
@@ -154,6 +187,10 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        # Kill the execution environments first: an invocation still running fails
+        # (its messages stay on the queue), as when Lambda is torn down under it.
+        for function in self.functions.values():
+            function.close()
         for poller in self.pollers:
             poller.join(STOP_GRACE_SECONDS)
         if self.scheduler is not None:
@@ -161,7 +198,10 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        self._restore_process_env()
+        with self._log_lock:
+            if self._log_stream is not None:
+                self._log_stream.close()
+                self._log_stream = None
 
     # -- parts ---------------------------------------------------------------------
     def _start_server(self) -> None:
@@ -198,57 +238,6 @@ class LocalStack:
             ),
         )
 
-    def _apply_process_env(self) -> None:
-        wanted = {
-            **_DUMMY_CREDENTIALS,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": self.env.get("POWERTOOLS_METRICS_DISABLED", "true"),
-        }
-        for name, value in wanted.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        backoff = self.env.get(BACKOFF_VARIABLE)
-        if backoff is not None:
-            if not backoff.strip().isdigit():
-                raise LocalStackError(f"{BACKOFF_VARIABLE} must be a whole number, got {backoff!r}")
-            self._saved_backoff = worker_runtime.BACKOFF_BASE_SECONDS
-            worker_runtime.BACKOFF_BASE_SECONDS = int(backoff)
-        if self.log_file is not None:
-            from lambdas.shared.observability import logger
-
-            handler = logger.registered_handler
-            if isinstance(handler, logging.StreamHandler):
-                self._log_stream = self.log_file.open("a", encoding="utf-8")
-                self._saved_log_stream = handler.setStream(self._log_stream)
-        reset_clients()
-        reset_settings()
-        reset_workers()
-
-    def _restore_process_env(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-        if self._saved_backoff is not None:
-            worker_runtime.BACKOFF_BASE_SECONDS = self._saved_backoff
-            self._saved_backoff = None
-        if self._log_stream is not None:
-            from lambdas.shared.observability import logger
-
-            handler = logger.registered_handler
-            if isinstance(handler, logging.StreamHandler) and self._saved_log_stream is not None:
-                handler.setStream(self._saved_log_stream)
-            self._log_stream.close()
-            self._log_stream = None
-        reset_clients()
-        reset_settings()
-        reset_workers()
-
     def _provision(self, template: Mapping[str, Any]) -> None:
         provisioner = Provisioner(
             template, clients=self.client, stack_name=self.stack_name, region=self.region
@@ -276,18 +265,68 @@ class LocalStack:
             ContentType="application/json",
         )
 
+    def _function_images(self) -> dict[str, FunctionImage]:
+        """Each function's artifacts, as the template names them: its code asset, and its
+        layers rebuilt from the same locks for this machine, merged in the template's
+        order; the Runtime Interface Client; a CPython 3.12 interpreter."""
+        provisioner = self.provisioner
+        assert provisioner is not None
+        host = build.host_platform()
+        try:
+            python = Path(build.python312())
+            runtime_dir = build.build_runtime()
+            images = {}
+            for logical_id, spec in provisioner.functions.items():
+                if not spec.code_path or not Path(spec.code_path).is_dir():
+                    raise LocalStackError(
+                        f"function {spec.name}: its code asset {spec.code_path or '(none)'} is "
+                        "not on this machine; synthesize the template here (without --template)"
+                    )
+                layers = [build.layer_for_platform(Path(p), host) for p in spec.layer_paths]
+                images[logical_id] = FunctionImage(
+                    python=python,
+                    task_root=Path(spec.code_path),
+                    opt_dir=build.merge_layers(layers),
+                    runtime_dir=runtime_dir,
+                )
+        except build.BuildError as err:
+            raise LocalStackError(str(err)) from None
+        return images
+
+    def _lambda_variables(self) -> dict[str, str]:
+        """What the local stack adds to every function's environment."""
+        return {
+            **_DUMMY_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.function_endpoint or self.endpoint,
+            # X-Ray and CloudWatch metrics have nothing to talk to here.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": self.env.get("POWERTOOLS_METRICS_DISABLED", "true"),
+        }
+
     def _start_runtime(self) -> None:
         provisioner = self.provisioner
         assert provisioner is not None
+        if self.log_file is not None:
+            self._log_stream = self.log_file.open("a", encoding="utf-8")
+        images = self._function_images()
         for logical_id, spec in provisioner.functions.items():
-            function = LocalFunction(spec, self.env)
-            self.functions[logical_id] = function
-            if function.unavailable:
-                self._say(f"function {spec.name}: not available yet: {function.unavailable}")
+            try:
+                environment = function_environment(
+                    spec, self.env, lambda_env=self._lambda_variables()
+                )
+            except ConfigError as err:
+                raise LocalStackError(f"function {spec.name}: {err}") from None
+            self.functions[logical_id] = LocalFunction(
+                spec,
+                image=images[logical_id],
+                environment=environment,
+                region=self.region,
+                log=self._function_log,
+            )
         sqs = self.client("sqs")
         for mapping in provisioner.mappings:
             function = self.functions[mapping.function]
-            if not mapping.enabled or function.unavailable:
+            if not mapping.enabled:
                 continue
             self.pollers.append(
                 QueuePoller(
@@ -299,16 +338,16 @@ class LocalStack:
                     on_error=self._record_error,
                 )
             )
-        rules: list[tuple[RuleSpec, Schedule, list[tuple[LocalFunction, str | None]]]] = []
+        rules: list[tuple[RuleSpec, Schedule, list[tuple[Invokable, str | None]]]] = []
         for rule in provisioner.rules:
             if not rule.schedule_expression:
                 self._say(f"rule {rule.logical_id}: no schedule (event pattern), not run locally")
                 continue
             schedule = parse_rule_schedule(rule)
-            targets = [
+            targets: list[tuple[Invokable, str | None]] = [
                 (self.functions[t.function], t.input)
                 for t in rule.targets
-                if t.function is not None and not self.functions[t.function].unavailable
+                if t.function is not None
             ]
             if rule.enabled and targets:
                 rules.append((rule, schedule, targets))
@@ -318,7 +357,8 @@ class LocalStack:
             self._say(
                 f"worker {poller.function.name}: batch {m.batch_size}, window "
                 f"{m.batching_window_seconds} s, concurrency {m.max_concurrency}, timeout "
-                f"{poller.function.spec.timeout_seconds} s"
+                f"{poller.function.spec.timeout_seconds} s, memory "
+                f"{poller.function.spec.memory_mb} MB"
                 + (", partial batch responses" if m.report_batch_item_failures else "")
             )
         if self.run_schedules and rules:
@@ -328,6 +368,22 @@ class LocalStack:
             self.scheduler.start()
 
     # -- reporting -----------------------------------------------------------------
+    def _function_log(self, line: str) -> None:
+        """A function's own output and Lambda's START/END/REPORT lines."""
+        with self._log_lock:
+            if self._log_stream is not None:
+                self._log_stream.write(line + "\n")
+                self._log_stream.flush()
+                return
+        self._say(line)
+
+    def function_reports(self) -> dict[str, dict[str, Any]]:
+        """Per function, the figures of its REPORT lines so far (for benchmarks)."""
+        return {
+            function.name: function_summary(function)
+            for function in sorted(self.functions.values(), key=lambda f: f.name)
+        }
+
     def _record_error(self, message: str) -> None:
         with self._errors_lock:
             self.errors.append(message)

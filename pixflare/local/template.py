@@ -59,6 +59,10 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     environment: dict[str, str]
+    # The deployment artifacts, from the template's asset metadata: the code asset's
+    # directory and each layer's, in the template's order ("" / () when not local).
+    code_path: str = ""
+    layer_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -440,9 +444,25 @@ class Provisioner:
             timeout_seconds=int(self.resolve(props.get("Timeout", 3))),
             memory_mb=int(self.resolve(props.get("MemorySize", 128))),
             environment={k: str(v) for k, v in variables.items()},
+            code_path=self._asset_path(logical_id),
+            layer_paths=tuple(self._layer_asset(layer) for layer in props.get("Layers", [])),
         )
         self.functions[logical_id] = spec
         return spec
+
+    def _asset_path(self, logical_id: str) -> str:
+        metadata = self.resources[logical_id].get("Metadata", {})
+        return str(metadata.get("aws:asset:path", ""))
+
+    def _layer_asset(self, layer: Any) -> str:
+        """A layer of this template (a Ref to its LayerVersion), as its asset directory."""
+        logical_id = layer.get("Ref") if isinstance(layer, dict) else None
+        resource = self.resources.get(logical_id or "", {})
+        if resource.get("Type") != "AWS::Lambda::LayerVersion" or not self._asset_path(
+            str(logical_id)
+        ):
+            raise TemplateError(f"layer {layer!r} is not a LayerVersion asset of this template")
+        return self._asset_path(str(logical_id))
 
     def _function_by_name_or_arn(self, value: str) -> str | None:
         for logical_id, spec in self.functions.items():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ REGION = "eu-west-1"
 ARN = f"arn:aws:lambda:{REGION}:123456789012:function:probe"
 
 PROBE = """
+import importlib.util
 import os
 import sys
 import time
@@ -48,6 +50,7 @@ def echo(event, context):
         "sys_path": sys.path,
         "environ": {name: os.environ.get(name) for name in event.get("env", [])},
         "pid": os.getpid(),
+        "pytest_importable": importlib.util.find_spec("pytest") is not None,
     }
 
 
@@ -229,6 +232,7 @@ def test_echo_runs_like_lambda(
         str(image.runtime_dir),
     ]
     assert [entry for entry in path if "site-packages" in entry] == [opt_site]
+    assert response["pytest_importable"] is False  # nothing of the stack's virtualenv
     # and the environment is Lambda's plus the function's own, nothing of ours
     environ = response["environ"]
     assert environ["_HANDLER"] == "probe.echo"
@@ -423,6 +427,29 @@ def test_concurrent_invocations_get_their_own_environments(
     probe.close()  # idempotent
     assert not any(_pid_exists(pid) for pid in pids if pid is not None)
     assert probe.invoke({"seconds": 0}).ok is False
+
+
+def test_close_ends_a_running_invocation(
+    function: Callable[..., FunctionEnvironments], logs: list[str]
+) -> None:
+    # Given an invocation that has started and would run for 30 s
+    probe = function("probe.sleep", timeout=60)
+    results: list[Invocation] = []
+    runner = threading.Thread(target=lambda: results.append(probe.invoke({"seconds": 30})))
+    runner.start()
+    waited = time.monotonic() + 10
+    while not any("START RequestId" in line for line in logs) and time.monotonic() < waited:
+        time.sleep(0.05)
+
+    # When the function's environments are closed
+    started = time.monotonic()
+    probe.close()
+    runner.join(10)
+
+    # Then the invocation ends at once, failed, and its process is gone
+    assert time.monotonic() - started < 5
+    assert len(results) == 1 and not results[0].ok
+    assert results[0].pid is not None and not _pid_exists(results[0].pid)
 
 
 def test_runtime_api_rejects_an_unknown_request_id() -> None:

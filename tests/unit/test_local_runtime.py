@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from lambdas.shared.config import settings_from_env
+from lambdas.shared.errors import ConfigError
+from pixflare.local.environments import Invocation
 from pixflare.local.runtime import (
-    LocalFunction,
     QueuePoller,
     failed_item_ids,
+    function_environment,
     sqs_event,
 )
 from pixflare.local.template import (
@@ -21,25 +23,6 @@ from pixflare.local.template import (
     TemplateError,
     physical_name,
 )
-
-RELEASE = threading.Event()
-CALLS: list[dict[str, Any]] = []
-
-
-def hanging_handler(event: dict[str, Any], context: Any) -> None:
-    RELEASE.wait(30)
-
-
-def recording_handler(event: dict[str, Any], context: Any) -> Any:
-    CALLS.append(event)
-    return event.get("respond")
-
-
-@pytest.fixture(autouse=True)
-def hanging_handlers_hang() -> Iterator[None]:
-    RELEASE.clear()
-    yield
-    RELEASE.set()  # lets an abandoned handler thread finish
 
 
 def provisioner(template: dict[str, Any]) -> Provisioner:
@@ -147,31 +130,47 @@ def function(handler: str, timeout: int = 5, env: dict[str, str] | None = None) 
 
 def test_runtime_settings_from_the_stacks_environment_win_but_resource_names_do_not() -> None:
     spec = function(
-        f"{__name__}.recording_handler",
+        "lambdas.variant.handler.handler",
         env={"ENABLE_AI_CLASSIFICATION": "false", "IMAGES_BUCKET": "from-template"},
     )
-    local = LocalFunction(
-        spec, {"ENABLE_AI_CLASSIFICATION": "true", "IMAGES_BUCKET": "from-shell", "HOME": "/x"}
+    environment = function_environment(
+        spec,
+        {"ENABLE_AI_CLASSIFICATION": "true", "IMAGES_BUCKET": "from-shell", "HOME": "/x"},
+        lambda_env={"AWS_ENDPOINT_URL": "http://127.0.0.1:1"},
     )
-    assert local.settings.enable_ai_classification is True
-    assert local.settings.images_bucket == "from-template"
-    assert "HOME" not in local.environment
+    settings = settings_from_env(environment)
+    assert settings.enable_ai_classification is True
+    assert settings.images_bucket == "from-template"
+    assert "HOME" not in environment
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
 
 
-def test_a_handler_that_cannot_be_imported_is_reported_not_run() -> None:
-    local = LocalFunction(function("lambdas.nowhere.handler.handler"), {})
-    assert local.unavailable is not None
-    assert "lambdas.nowhere.handler.handler" in local.unavailable
-    result = local.invoke({})
-    assert not result.ok
+def test_a_bad_runtime_setting_in_the_stacks_environment_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="PIXFLARE_BACKOFF_BASE_SECONDS"):
+        function_environment(
+            function("lambdas.variant.handler.handler"),
+            {"PIXFLARE_BACKOFF_BASE_SECONDS": "soon"},
+            lambda_env={},
+        )
 
 
-def test_a_run_past_the_function_timeout_is_a_failed_invocation() -> None:
-    local = LocalFunction(function(f"{__name__}.hanging_handler", timeout=1), {})
-    result = local.invoke({})
-    assert result.timed_out
-    assert not result.ok
-    assert local.timeouts == 1
+class RecordingFunction:
+    """Stands in for a function: returns what the event's "respond" key holds."""
+
+    def __init__(self, *, fail: Invocation | None = None) -> None:
+        self.spec = function("recording.handler")
+        self.fail = fail
+        self.events: list[dict[str, Any]] = []
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def invoke(self, event: Any) -> Invocation:
+        self.events.append(event)
+        if self.fail is not None:
+            return self.fail
+        return Invocation(ok=True, response=event.get("respond"))
 
 
 class FakeQueue:
@@ -198,8 +197,9 @@ def poller(report_failures: bool, queue: FakeQueue) -> QueuePoller:
         max_concurrency=1,
         enabled=True,
     )
-    local = LocalFunction(function(f"{__name__}.recording_handler"), {})
-    return QueuePoller(mapping, local, sqs=queue, region="eu-west-1", stop=threading.Event())
+    return QueuePoller(
+        mapping, RecordingFunction(), sqs=queue, region="eu-west-1", stop=threading.Event()
+    )
 
 
 def batch(*ids: str) -> list[dict[str, Any]]:
@@ -237,7 +237,9 @@ def test_without_partial_batch_responses_a_returned_batch_is_all_deleted() -> No
 def test_a_timed_out_batch_deletes_nothing() -> None:
     queue = FakeQueue()
     slow = poller(True, queue)
-    slow.function = LocalFunction(function(f"{__name__}.hanging_handler", timeout=1), {})
+    slow.function = RecordingFunction(
+        fail=Invocation(ok=False, timed_out=True, error="Task timed out after 1.00 seconds")
+    )
     slow._invoke(batch("a", "b"))
     assert queue.deleted == []
     assert slow.stats.failed_batches == 1
