@@ -212,7 +212,9 @@ def _run(cmd: Sequence[str], what: str, *, quiet: bool) -> None:
     except subprocess.CalledProcessError as exc:
         detail = [line for line in (exc.stderr or exc.stdout or "").strip().splitlines() if line]
         hint = ""
-        if any("Could not find a version" in line or "NewConnectionError" in line for line in detail):
+        if any(
+            "Could not find a version" in line or "NewConnectionError" in line for line in detail
+        ):
             hint = " (the build needs the package index: is the network up?)"
         raise BuildError(f"{what} failed{hint}: {' | '.join(detail[-5:])}") from exc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
@@ -25,10 +25,8 @@ SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
 UNPROCESSED_ROUNDS = 8
 UNPROCESSED_BACKOFF_SECONDS = 0.05
 
-T = TypeVar("T")
 
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

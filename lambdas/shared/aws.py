@@ -22,7 +22,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -50,8 +50,6 @@ _RETRY_AFTER_EXTRA_SECONDS = 5
 # Kept free after a call's worst case: the runtime still has to record the failure
 # and answer with the batch's failed records.
 REPORT_MARGIN_SECONDS = 1.0
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +115,7 @@ def timeouts_for_now(choices: Sequence[Timeouts], what: str) -> Timeouts:
     )
 
 
-def in_this_context(fn: Callable[..., _T]) -> Callable[..., _T]:
+def in_this_context[T](fn: Callable[..., T]) -> Callable[..., T]:
     """``fn``, to run on a pool thread under the caller's deadline (a pool thread
     does not inherit the submitting thread's context). One per task: a context
     cannot be entered by two threads at once."""

@@ -142,7 +142,7 @@ class CronContinuation(JobMessage):
 M = TypeVar("M", bound=JobMessage)
 
 
-def parse_message(model: type[M], body: str | bytes) -> M:
+def parse_message[M: JobMessage](model: type[M], body: str | bytes) -> M:
     """Validate a message body, or raise InvalidMessageError with a short reason."""
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > MAX_BODY_BYTES:

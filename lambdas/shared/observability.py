@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
@@ -17,10 +17,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="Pixflare")
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
 
-
-def publish_metrics(handler: Handler) -> Handler:
+def publish_metrics[Handler: Callable[..., Any]](handler: Handler) -> Handler:
     """``metrics.log_metrics``, and with POWERTOOLS_METRICS_DISABLED the metrics are dropped.
 
     Powertools keeps disabled metrics until it holds 100 values and then prints them

@@ -88,7 +88,7 @@ Process = Callable[[M, JobContext], Any]
 OnPermanentFailure = Callable[[M, PermanentError, JobContext], None]
 
 
-class QueueWorker(Generic[M]):
+class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
     """Binds a message model to its logic; ``handle`` is the body of a Lambda handler."""
 
     def __init__(

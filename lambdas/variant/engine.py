@@ -65,7 +65,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal
 
 from PIL import Image, ImageChops, ImageCms, ImageFile, UnidentifiedImageError
 
@@ -106,7 +106,6 @@ PNG_COMPRESS_LEVEL: Final = 1
 WEBP_METHOD: Final = 2
 
 Resample = Image.Resampling
-_T = TypeVar("_T")
 # How each variant is resized. The pyramid (box halving with reduce()) and
 # the larger variants already made are candidate sources; a variant is made
 # from the smallest one that is at least ``ratio`` times its size, by one
@@ -606,7 +605,7 @@ class _Sources:
 _STRIP_MIN_PIXELS: Final = 200_000
 
 
-def _run_all(pool: ThreadPoolExecutor | None, tasks: Sequence[Callable[[], _T]]) -> list[_T]:
+def _run_all[T](pool: ThreadPoolExecutor | None, tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Results of ``tasks``, in order, spread over ``pool``.
 
     The caller runs the first task itself, and takes back any other that no

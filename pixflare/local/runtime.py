@@ -405,9 +405,7 @@ class RuleScheduler:
                 else:
                     due[spec.logical_id] = schedule.next_after(now)
 
-    def _fire(
-        self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime
-    ) -> None:
+    def _fire(self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime) -> None:
         event = json.loads(payload) if payload else _scheduled_event(spec, at)
         result = function.invoke(event)
         self.runs.append(ScheduledRun(spec.logical_id, at, result.ok, result.error))
