@@ -8,13 +8,16 @@ redrive`, then the books balanced exactly:
     one record and one path claim per upload, no other object, record or claim
     nothing left on the queue or in the DLQ, no record still pending
 
-The stack is pixflare.local.stack.LocalStack in this process: moto's server over HTTP
-on loopback, the resources created from the synthesized template, and the variant
-worker driven by its event source mapping (batch size, batching window, concurrency,
-partial batch responses, maxReceiveCount as the template says). Uploads go through
-`pixflare upload` (pixflare.cli.main, in-process, with --endpoint). Faults are hooks on
-the shared cached clients of lambdas.shared.aws, which the in-process workers use;
-calls made by the uploading thread are spared, so every fault lands in a worker.
+The stack is pixflare.local.stack.LocalStack: moto's server over HTTP on loopback, the
+resources created from the synthesized template, and the variant worker driven by its
+event source mapping (batch size, batching window, concurrency, partial batch
+responses, maxReceiveCount as the template says). Uploads go through `pixflare upload`
+(pixflare.cli.main, in-process, with --endpoint). The functions reach moto through an
+HTTP proxy (pixflare/local/aws_proxy.py, the stack's function_endpoint) that
+refuses a few of their S3 and DynamoDB requests with real AWS errors; nothing else
+goes through it, so every fault lands in a worker. A fault refuses one SDK attempt:
+the SDK retries it as it would against AWS, and a call fails only when every one of
+its attempts is refused.
 
 Besides the random faults, every OUTAGE_EVERY-th image's original is unreadable for the
 whole faulted phase (an outage of one key): its job must walk maxReceiveCount receives
@@ -35,16 +38,19 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if TYPE_CHECKING:  # imported where used: main() sets the environment they read first
+    from pixflare.local.aws_proxy import AwsFaultProxy
+    from tests.support.faults import FaultPlan
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 BROKEN_EVERY = 17  # one upload in 17 is a truncated file: a permanent failure
@@ -54,6 +60,9 @@ OWNERS = ("ann", "bob", "cyd")
 ALBUM = "load"
 VARIANTS_PER_IMAGE = 8
 POLL_SECONDS = 0.2
+# The functions' first retry delay (lambdas.shared.config); 0 makes a failed record
+# visible again at once.
+BACKOFF_VARIABLE = "PIXFLARE_BACKOFF_BASE_SECONDS"
 QUIET_POLLS = 3  # the queue must read empty this many polls in a row to count as settled
 
 
@@ -83,8 +92,10 @@ class LoadReport:
     settled_after_redrive: int = 0
     in_progress_markers: int = 0
     settled_in_time: bool = True
-    faults: Counter[str] = field(default_factory=Counter)  # the random ones, by call
-    outage_faults: int = 0  # reads of the outage images' originals refused
+    faults: Counter[str] = field(default_factory=Counter)  # the random ones: attempts, by call
+    outage_faults: int = 0  # attempts to read the outage images' originals refused
+    # Every worker attempt that got no good answer, as "call cause" (the proxy's counts
+    # while the faults ran): the injected faults and the stack's own failures alike.
     sdk_retries: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     batches: int = 0
@@ -95,6 +106,12 @@ class LoadReport:
     settle_seconds: float = 0.0
     marker_wait_seconds: float = 0.0
     redrive_seconds: float = 0.0
+
+    @property
+    def failed_not_injected(self) -> int:
+        """Failed attempts that were the stack's own: 5xx from moto, no answer from it, a
+        caller that gave up waiting (its read timeout)."""
+        return sum(v for k, v in self.sdk_retries.items() if not k.endswith(" injected"))
 
     @property
     def balanced(self) -> bool:
@@ -147,11 +164,11 @@ class LoadReport:
         settled_first = self.ready + self.failed - self.settled_after_redrive
         return [
             *self.table(),
-            f"faults injected {sum(self.faults.values())} at random: "
+            f"faults injected {sum(self.faults.values())} at random (SDK attempts refused): "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()))
-            + f"; outage reads refused {self.outage_faults}",
+            + f"; outage read attempts refused {self.outage_faults}",
             "failed SDK attempts (what botocore retries; while faults ran): "
-            f"{sum(self.sdk_retries.values())}"
+            f"{sum(self.sdk_retries.values())}, not injected {self.failed_not_injected}"
             + "".join(f"; {k} {v}" for k, v in sorted(self.sdk_retries.items())),
             f"variant worker: {self.deliveries} deliveries in {self.batches} batches for "
             f"{self.uploads} jobs; {self.retried_items} retried, {self.failed_batches} "
@@ -299,69 +316,48 @@ def wait_for_in_progress_markers(ddb: Any, table: str, bound_seconds: float) -> 
     return len(markers), time.monotonic() - started
 
 
+def expire_in_progress_markers(ddb: Any, table: str) -> int:
+    """Age every INPROGRESS idempotency marker past its expiry, as
+    tests/support/faults.expire_in_progress does, through the stack's own client (the
+    functions run elsewhere: nothing points this process's default clients at moto)."""
+    aged = 0
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page["Items"]:
+            if item.get("status", {}).get("S") == "INPROGRESS":
+                ddb.update_item(
+                    TableName=table,
+                    Key={"id": item["id"]},
+                    UpdateExpression="SET in_progress_expiration = :past",
+                    ExpressionAttributeValues={":past": {"N": "0"}},
+                )
+                aged += 1
+    return aged
+
+
 # -- faults ----------------------------------------------------------------------------
 
 
 @contextmanager
-def sdk_retries() -> Iterator[Counter[str]]:
-    """Count the SDK's failed attempts on the shared clients (by call and cause): a
-    response slower than the client's read timeout shows up here, not as a fault."""
-    from lambdas.shared import aws
-
-    seen: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def observe(
-        event_name: str, attempts: int, caught_exception: Any = None, response: Any = None, **_: Any
-    ) -> None:
-        parsed: dict[str, Any] = response[1] if response else {}
-        status = parsed.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if caught_exception is None and (status is None or status < 500):
-            return
-        cause = type(caught_exception).__name__ if caught_exception is not None else str(status)
-        with lock:
-            seen[f"{event_name.split('.', 1)[1]} {cause}"] += 1
-
-    clients = [
-        client
-        for service in ("s3", "dynamodb", "sqs")
-        for client in aws.client(service).every_client()
-    ]
-    for client in clients:
-        client.meta.events.register_first("needs-retry", observe, unique_id="load-sdk-retries")
-    try:
-        yield seen
-    finally:
-        for client in clients:
-            client.meta.events.unregister("needs-retry", unique_id="load-sdk-retries")
-
-
-@contextmanager
 def worker_faults(
-    rate: float, seed: int, max_faults: int, outage_keys: set[str]
-) -> Iterator[list[Any]]:
-    """Low-rate faults on the workers' S3 and DynamoDB calls, plus the outage keys'
-    reads failing every time; calls from this (the uploading) thread are spared."""
-    from tests.support.faults import SLOW_DOWN, FaultPlan, ProvisionedThroughputExceeded, inject
-
-    uploader = threading.get_ident()
-
-    def in_worker(_params: dict[str, Any]) -> bool:
-        return threading.get_ident() != uploader
+    proxy: AwsFaultProxy, rate: float, seed: int, max_faults: int, outage_keys: set[str]
+) -> Iterator[list[FaultPlan]]:
+    """On the proxy in front of the workers: the outage keys' reads failing every
+    time, and low-rate faults on the workers' S3 and DynamoDB calls. The outage plan
+    is asked first, so every refused read of an outage original counts as the outage's.
+    Only the functions talk through the proxy: the uploads are never refused."""
+    from tests.support.faults import SLOW_DOWN, FaultPlan, ProvisionedThroughputExceeded
 
     def outage(params: dict[str, Any]) -> bool:
-        return in_worker(params) and str(params.get("url_path", "")).endswith(
-            tuple(outage_keys) or ("\0",)
-        )
+        return str(params.get("url_path", "")).endswith(tuple(outage_keys) or ("\0",))
 
     plans = [
+        FaultPlan(("s3.GetObject",), kind=SLOW_DOWN, only_if=outage),
         FaultPlan(
             ("s3.GetObject", "s3.PutObject"),
             rate=rate,
             max_faults=max_faults,
             kind=SLOW_DOWN,
             seed=seed,
-            only_if=in_worker,
         ),
         FaultPlan(
             ("dynamodb.GetItem", "dynamodb.UpdateItem", "dynamodb.PutItem"),
@@ -369,13 +365,11 @@ def worker_faults(
             max_faults=max_faults,
             kind=ProvisionedThroughputExceeded,
             seed=seed + 1,
-            only_if=in_worker,
         ),
-        FaultPlan(("s3.GetObject",), kind=SLOW_DOWN, only_if=outage),
     ]
     with ExitStack() as stack:
         for plan in plans:
-            stack.enter_context(inject(plan, services=("s3", "dynamodb")))
+            stack.enter_context(proxy.faults(plan))
         yield plans
 
 
@@ -420,27 +414,29 @@ def run_load(
     stack: Any,
     count: int,
     *,
+    proxy: AwsFaultProxy,
     fault_rate: float = 0.02,
     seed: int = 2024,
     max_side: int = 700,
     settle_seconds: float = 600.0,
     age_in_progress_markers: bool = False,
 ) -> LoadReport:
-    """Everything against an already-started LocalStack (backoff base 0 expected).
+    """Everything against an already-started LocalStack (backoff base 0 expected) whose
+    functions reach AWS through ``proxy`` (its function_endpoint; see main()).
 
     ``age_in_progress_markers``: age markers left in progress instead of waiting them
     out (up to the function's timeout), as tests/support/faults.expire_in_progress does
-    for the reliability tests; the bench waits.
+    for the reliability tests (expire_in_progress_markers); the bench waits.
     """
     sqs, ddb = stack.client("sqs"), stack.client("dynamodb")
     queue_url, dlq_url = stack.outputs["VariantQueueUrl"], stack.outputs["VariantDlqUrl"]
     poller = stack.poller_for("VariantQueueUrl")
     outage_keys = {original_key(i) for i in range(count) if is_outage(i)}
 
+    failed_before = proxy.failed_attempts()
     with (
         tempfile.TemporaryDirectory(prefix="pixflare-load-") as tmp,
-        worker_faults(fault_rate, seed, max(5, count // 4), outage_keys) as plans,
-        sdk_retries() as retries,
+        worker_faults(proxy, fault_rate, seed, max(5, count // 4), outage_keys) as plans,
     ):
         files = write_samples(Path(tmp), count, seed, max_side)
         started = time.monotonic()
@@ -448,6 +444,7 @@ def run_load(
         upload_seconds = time.monotonic() - started
         settled = wait_settled(sqs, queue_url, settle_seconds)
         settle_seconds_taken = time.monotonic() - started
+    failed_attempts = proxy.failed_attempts() - failed_before
 
     # The faults have stopped. Every image not settled must have its job in the DLQ.
     in_dlq = dlq_image_ids(sqs, dlq_url, count)
@@ -456,9 +453,7 @@ def run_load(
     done = {str(r["image_id"]) for r in records} - pending
     idempotency_table = stack.outputs["IdempotencyTableName"]
     if age_in_progress_markers:
-        from tests.support.faults import expire_in_progress
-
-        markers, marker_wait = expire_in_progress(idempotency_table, region=stack.region), 0.0
+        markers, marker_wait = expire_in_progress_markers(ddb, idempotency_table), 0.0
     else:
         markers, marker_wait = wait_for_in_progress_markers(
             ddb, idempotency_table, poller.function.spec.timeout_seconds + 1
@@ -482,9 +477,9 @@ def run_load(
     report.settled_after_redrive = len(pending)
     report.in_progress_markers = markers
     report.settled_in_time = settled
-    report.faults = sum((Counter(p.injected) for p in plans[:-1]), Counter())
-    report.outage_faults = sum(plans[-1].injected.values())
-    report.sdk_retries = retries
+    report.outage_faults = sum(plans[0].injected.values())
+    report.faults = sum((Counter(p.injected) for p in plans[1:]), Counter())
+    report.sdk_retries = failed_attempts
     report.deliveries = poller.stats.messages
     report.batches = poller.stats.batches
     report.retried_items = poller.stats.failed_items
@@ -560,9 +555,11 @@ def main(argv: list[str] | None = None) -> int:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    from pixflare.local.stack import BACKOFF_VARIABLE, LocalStack
+    from pixflare.local.aws_proxy import AwsFaultProxy
+    from pixflare.local.stack import LocalStack
 
     with (
+        AwsFaultProxy() as proxy,
         tempfile.TemporaryDirectory(prefix="pixflare-load-logs-") as logs,
         # Powertools prints a metric set once it holds 100 values, even with metrics
         # disabled (it never clears them then): keep that out of the report.
@@ -573,11 +570,14 @@ def main(argv: list[str] | None = None) -> int:
             env={BACKOFF_VARIABLE: "0"},
             log_file=Path(logs) / "functions.jsonl",
             run_schedules=False,
+            function_endpoint=proxy.endpoint,
         ) as stack,
     ):
+        proxy.upstream = stack.endpoint  # the functions' requests wait for it until now
         report = run_load(
             stack,
             args.count,
+            proxy=proxy,
             fault_rate=args.fault_rate,
             seed=args.seed,
             max_side=args.max_side,

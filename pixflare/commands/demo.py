@@ -25,12 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from lambdas.shared import aws
 from lambdas.shared.images import iso
 from pixflare.context import CommandContext, CommandError
 from pixflare.local import samples
+from pixflare.local.aws_proxy import AwsFaultProxy
 from pixflare.local.cron import ScheduleError
 from pixflare.local.dns import LocalDnsServer
 from pixflare.local.stack import LocalStack, LocalStackError
@@ -87,7 +85,10 @@ class Outcome:
 
 
 class Demo:
-    def __init__(self, ctx: CommandContext, stack: LocalStack, workdir: Path) -> None:
+    def __init__(
+        self, ctx: CommandContext, stack: LocalStack, workdir: Path, proxy: AwsFaultProxy
+    ) -> None:
+        self.proxy = proxy
         self.ctx = ctx
         self.stack = stack
         self.workdir = workdir
@@ -124,9 +125,7 @@ class Demo:
         )
 
     def function_available(self, handler_prefix: str) -> bool:
-        return any(
-            f.spec.handler.startswith(handler_prefix) for f in self.stack.functions.values()
-        )
+        return any(f.spec.handler.startswith(handler_prefix) for f in self.stack.functions.values())
 
     def write_sample(self, sample: samples.Sample, name: str | None = None) -> Path:
         path = self.workdir / (name or sample.filename)
@@ -299,8 +298,7 @@ class Demo:
             raise NotAvailable("lambdas/variant/handler.py has not landed")
         photo = self.write_sample(samples.demo_samples()[1], "poison.png")
         key = f"{DEMO_OWNER}/outage/poison.png/original"
-        failures = {"count": 0}
-        with s3_outage(key, failures):
+        with self.proxy.faults(ObjectOutage(key)):
             uploaded = self.cli("upload", str(photo), "--owner", DEMO_OWNER, "--album", "outage")
             image_id = uploaded["imageId"]
             self.say(f"   S3 reads of {key} fail (simulated outage)")
@@ -311,7 +309,8 @@ class Demo:
                 return bool(variant and variant["depth"] >= 1)
 
             self.wait_for("the job reaching the DLQ", in_dlq)
-        self.say(f"   in the DLQ after {failures['count']} failed attempts; outage over")
+        failures = self.proxy.injected["s3.GetObject"]
+        self.say(f"   in the DLQ after {failures} failed attempts; outage over")
         redriven = self.cli("dlq", "redrive", "variant")
         self.say(f"   redrive: {redriven}")
 
@@ -319,10 +318,7 @@ class Demo:
             return bool(self.cli("status", image_id)["variants_status"] == "ready")
 
         self.wait_for("the redriven job", ready)
-        return (
-            f"poison job failed {failures['count']} times, reached the DLQ, "
-            "was redriven and finished"
-        )
+        return f"poison job failed {failures} times, reached the DLQ, was redriven and finished"
 
     def summary(self) -> int:
         self.say("\n== summary")
@@ -370,29 +366,19 @@ def target_s3(endpoint: str) -> Any:
     )
 
 
-@contextlib.contextmanager
-def s3_outage(key: str, failures: dict[str, int]) -> Iterator[None]:
-    """Every GetObject of ``key`` through the shared clients fails with a 500."""
-    client = aws.client("s3")
+@dataclass
+class ObjectOutage:
+    """Every S3 read of one object by the functions fails with a 500, as in an outage
+    of that key (a fault rule for the proxy between the functions and the stack)."""
 
-    def fail(params: dict[str, Any], **_: Any) -> None:
-        if str(params.get("url_path", "")).endswith(key):
-            failures["count"] += 1
-            response: Any = {
-                "Error": {"Code": "InternalError", "Message": "simulated outage"},
-                "ResponseMetadata": {"HTTPStatusCode": 500},
-            }
-            raise ClientError(response, "GetObject")
+    key: str
+    kind: tuple[str, int, str] = ("InternalError", 500, "simulated outage")
 
-    # On every client behind aws.s3(): which one a call uses depends on the time left.
-    clients = client.every_client()
-    for each in clients:
-        each.meta.events.register("before-call.s3.GetObject", fail, unique_id="pixflare-demo")
-    try:
-        yield
-    finally:
-        for each in clients:
-            each.meta.events.unregister("before-call.s3.GetObject", unique_id="pixflare-demo")
+    def matches(self, service: str, operation: str) -> bool:
+        return (service, operation) == ("s3", "GetObject")
+
+    def decide(self, name: str, params: dict[str, Any]) -> bool:
+        return str(params.get("url_path", "")).endswith(self.key)
 
 
 @contextlib.contextmanager
@@ -418,6 +404,8 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
         tempfile.TemporaryDirectory(prefix="pixflare-demo-") as tmp,
         LocalDnsServer() as dns,
         contextlib.ExitStack() as targets,
+        # The functions reach the stack through it, so the DLQ step can fail their reads.
+        AwsFaultProxy() as proxy,
     ):
         workdir = Path(tmp)
         demo_env = {**DEMO_ENV, "PIXFLARE_DNS_NAMESERVERS": dns.nameserver}
@@ -425,14 +413,22 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
         env = {**DEMO_ENV, **os.environ, "PIXFLARE_DNS_NAMESERVERS": dns.nameserver}
         log_file = workdir / "functions.jsonl"
         ctx.stdout.write("starting the local stack (synthesizing the CDK app if needed)...\n")
-        stack = LocalStack(port=0, template=template, env=env, log_file=log_file, out=ctx.stdout)
+        stack = LocalStack(
+            port=0,
+            template=template,
+            env=env,
+            log_file=log_file,
+            out=ctx.stdout,
+            function_endpoint=proxy.endpoint,
+        )
         try:
             stack.start()
+            proxy.upstream = stack.endpoint
         except (LocalStackError, TemplateError, ScheduleError) as err:
             raise CommandError(f"the local stack did not start: {err}") from None
         try:
             with process_env({k: env[k] for k in demo_env}):
-                demo = Demo(ctx, stack, workdir)
+                demo = Demo(ctx, stack, workdir, proxy)
                 demo.run("variants", demo.variants)
                 demo.run("backup", lambda: demo.backup(targets))
                 demo.run("domain", lambda: demo.domain(dns))

@@ -1,8 +1,9 @@
 """A modest load with faults on the embedded local stack (bench/load.py runs the same with
 500 uploads): 30 uploads of mixed sizes and formats through `pixflare upload`, one of
-them truncated on purpose, faults at a low rate in the workers' S3 and DynamoDB calls,
-and one image whose original is unreadable until the faults stop; then `pixflare dlq
-redrive variant`. The counts must reconcile exactly and no message may be lost.
+them truncated on purpose, faults at a low rate in the workers' S3 and DynamoDB calls
+(injected by an HTTP proxy between the functions and moto), and one image whose original
+is unreadable until the faults stop; then `pixflare dlq redrive variant`. The counts
+must reconcile exactly and no message may be lost.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from pixflare.local.stack import BACKOFF_VARIABLE, LocalStack
+from pixflare.local.aws_proxy import AwsFaultProxy
+from pixflare.local.stack import LocalStack
 from pixflare.local.synth import synthesize_template
 
 pytestmark = pytest.mark.slow
@@ -36,20 +38,31 @@ def load_bench() -> ModuleType:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
+def proxy() -> Iterator[AwsFaultProxy]:
+    """Between the functions and moto; its upstream is set once the stack runs."""
+    with AwsFaultProxy() as running:
+        yield running
+
+
+@pytest.fixture
+def stack(tmp_path: Path, proxy: AwsFaultProxy) -> Iterator[LocalStack]:
     # Backoff base 0: a failed record is visible again at once, so retries (and the
     # walk of the outage image's job to the DLQ) take milliseconds, not minutes.
     with LocalStack(
         port=0,
         template=synthesize_template(),
-        env={BACKOFF_VARIABLE: "0"},
+        env={"PIXFLARE_BACKOFF_BASE_SECONDS": "0"},
         log_file=tmp_path / "functions.jsonl",
         run_schedules=False,
+        function_endpoint=proxy.endpoint,
     ) as running:
+        proxy.upstream = running.endpoint
         yield running
 
 
-def test_load_with_faults_on_the_local_stack_reconciles_exactly(stack: LocalStack) -> None:
+def test_load_with_faults_on_the_local_stack_reconciles_exactly(
+    stack: LocalStack, proxy: AwsFaultProxy
+) -> None:
     bench = load_bench()
     broken = sum(1 for i in range(UPLOADS) if bench.is_broken(i))
     outages = sum(1 for i in range(UPLOADS) if bench.is_outage(i))
@@ -61,6 +74,7 @@ def test_load_with_faults_on_the_local_stack_reconciles_exactly(stack: LocalStac
     report: Any = bench.run_load(
         stack,
         UPLOADS,
+        proxy=proxy,
         fault_rate=0.02,
         seed=11,
         max_side=160,
@@ -69,9 +83,12 @@ def test_load_with_faults_on_the_local_stack_reconciles_exactly(stack: LocalStac
     )
     details = "\n".join(report.lines())
 
-    # Then faults did land in the workers, and the outage image's job reached the DLQ
+    # Then faults did land in the workers (each a refused SDK attempt the worker's SDK
+    # saw fail), and the outage image's job reached the DLQ
     assert report.settled_in_time, details
     assert sum(report.faults.values()) > 0, details
+    injected = sum(report.faults.values()) + report.outage_faults
+    assert sum(v for k, v in report.sdk_retries.items() if k.endswith(" injected")) == injected
     assert report.outage_faults > 0 and report.outage_images == outages, details
     # ... no message was lost: every image still pending had its job in the DLQ,
     # and the redrive moved every job there
