@@ -22,9 +22,14 @@ def register(subparsers: Any) -> None:
         "up",
         help="run the local stack in the foreground",
         description="Starts moto's server on 127.0.0.1, creates the resources of the "
-        "synthesized CDK template (or --template FILE), runs the template's functions "
-        "in-process behind their event source mappings and schedules, and prints a line "
-        "containing 'ready'. Ctrl-C or SIGTERM stops it; state is kept in memory only.",
+        "synthesized CDK template (or --template FILE), runs each of the template's "
+        "functions from its deployment artifacts (code asset and layers, CPython 3.12 "
+        "processes under the Lambda Runtime Interface Client) behind their event source "
+        "mappings and schedules, and prints a line containing 'ready'. Function logs and "
+        "Lambda's REPORT lines follow. Ctrl-C or SIGTERM stops it; state is kept in memory "
+        "only. With --json, everything else goes to stderr and, when it stops, stdout gets "
+        "one JSON document: each function's invocations, cold starts, Init Duration, "
+        "Duration and Max Memory Used.",
     )
     up.add_argument(
         "--port",
@@ -81,7 +86,9 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = LocalStack(port=port, template=template, context=context or None, out=ctx.stdout)
+    # With --json, stdout is kept for the one document written at the end.
+    out = ctx.stderr if ctx.json_output else ctx.stdout
+    stack = LocalStack(port=port, template=template, context=context or None, out=out)
     try:
         try:
             stack.start()
@@ -89,12 +96,20 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
             raise CommandError(str(err)) from None
         while not stop.wait(0.5):
             pass
-        ctx.stdout.write("stopping...\n")
-        ctx.stdout.flush()
+        out.write("stopping...\n")
+        out.flush()
     finally:
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    ctx.stdout.write("stopped\n")
-    ctx.stdout.flush()
+    out.write("stopped\n")
+    out.flush()
+    if ctx.json_output:
+        ctx.emit(
+            {
+                "stackName": stack.stack_name,
+                "endpoint": stack.endpoint,
+                "functions": stack.function_reports(),
+            }
+        )
     return 0

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,8 +13,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
+from layers import build
 from pixflare.local.environments import (
     FunctionEnvironments,
     FunctionImage,
@@ -26,11 +25,12 @@ from pixflare.local.environments import (
     billed_ms,
     find_python312,
 )
+from pixflare.local.runtime import LocalFunction, QueuePoller
 from pixflare.local.runtime_api import PendingInvocation, RuntimeAPI
+from pixflare.local.template import FunctionSpec, MappingSpec
 
 pytestmark = pytest.mark.slow
 
-RIC_VERSION = "4.2.2"
 REGION = "eu-west-1"
 ARN = f"arn:aws:lambda:{REGION}:123456789012:function:probe"
 
@@ -68,6 +68,12 @@ def crash(event, context):
     os._exit(event["code"])
 
 
+def sleep_on_first_receive(event, context):
+    if event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "1":
+        time.sleep(30)
+    return {"batchItemFailures": []}
+
+
 def allocate(event, context):
     block = b"x" * (event["mb"] * 1024 * 1024)
     return {"allocated": len(block)}
@@ -87,42 +93,9 @@ def _pid_exists(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """awslambdaric and its dependencies, built for CPython 3.12 on this machine."""
-    try:
-        from layers import build
-    except ImportError:
-        build = None  # type: ignore[assignment]
-    build_runtime = getattr(build, "build_runtime", None)
-    if build_runtime is not None:
-        return Path(build_runtime())
-    target = tmp_path_factory.mktemp("runtime")
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            "3.12",
-            "--abi",
-            "cp312",
-            "--platform",
-            f"manylinux2014_{machine[platform.machine().lower()]}",
-            f"awslambdaric=={RIC_VERSION}",
-        ],
-        check=True,
-        timeout=300,
-    )
-    return target
+def runtime_dir() -> Path:
+    """awslambdaric and its dependencies, built from their lock for this machine."""
+    return build.build_runtime()
 
 
 @pytest.fixture(scope="session")
@@ -543,3 +516,58 @@ def test_report_line_is_lambdas_format() -> None:
 )
 def test_billed_duration_rounds_up_to_the_millisecond(duration_ms: float, billed: int) -> None:
     assert billed_ms(duration_ms) == billed
+
+
+def test_a_batch_past_its_timeout_comes_back_and_runs_in_a_fresh_environment(
+    image: FunctionImage, logs: list[str]
+) -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        # Given a queue whose messages come back 2 s after a failed receive
+        sqs = boto3.client("sqs", region_name=REGION)
+        url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody='{"v": 1}')
+        # And a function with a 1 s timeout that hangs on a message's first receive
+        spec = FunctionSpec(
+            logical_id="Fn",
+            name="probe",
+            arn=ARN,
+            handler="probe.sleep_on_first_receive",
+            timeout_seconds=1,
+            memory_mb=128,
+            environment={},
+        )
+        function = LocalFunction(spec, image=image, environment={}, region=REGION, log=logs.append)
+        mapping = MappingSpec(
+            logical_id="Map",
+            function="Fn",
+            queue_url=url,
+            queue_arn=f"arn:aws:sqs:{REGION}:123456789012:jobs",
+            batch_size=1,
+            batching_window_seconds=0,
+            report_batch_item_failures=True,
+            max_concurrency=1,
+            enabled=True,
+        )
+        stop = threading.Event()
+        poller = QueuePoller(mapping, function, sqs=sqs, region=REGION, stop=stop)
+        try:
+            # When the mapping polls until the message is done (bounded)
+            poller.start()
+            deadline = time.monotonic() + 30
+            while poller.stats.deleted < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            poller.join(5)
+            function.close()
+    # Then the first run was ended at the timeout and its batch failed as a whole
+    assert poller.stats.failed_batches == 1
+    assert function.stats.timeouts == 1
+    assert any("Task timed out after 1.00 seconds" in line for line in logs)
+    # And the message came back and was done by a new environment (a second cold start)
+    assert poller.stats.deleted == 1
+    assert poller.stats.batches == 2
+    assert function.stats.cold_starts == 2
+    assert len(function.stats.init_durations_ms) == 2

@@ -74,7 +74,8 @@ def stack(
 
 @pytest.fixture(autouse=True)
 def stack_env(monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> None:
-    """The in-process workers share this process's client factory: point it at the stack."""
+    """The tests' own calls through lambdas.shared.aws (the functions run in processes of
+    their own and get the stack's endpoint from it) go to the stack, never to AWS."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     reset_clients()
@@ -299,9 +300,9 @@ def test_local_up_in_a_subprocess_prints_ready_and_stops_on_sigterm(
     template_file = tmp_path / "template.json"
     template_file.write_text(json.dumps(template))
     process = subprocess.Popen(
-        [str(PIXFLARE), "local", "up", "--port", "0", "--template", str(template_file)],
+        [str(PIXFLARE), "--json", "local", "up", "--port", "0", "--template", str(template_file)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "POWERTOOLS_METRICS_DISABLED": "true"},
     )
@@ -309,8 +310,8 @@ def test_local_up_in_a_subprocess_prints_ready_and_stops_on_sigterm(
     ready = threading.Event()
 
     def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
+        assert process.stderr is not None
+        for line in process.stderr:
             lines.append(line)
             if "ready" in line:
                 ready.set()
@@ -323,11 +324,29 @@ def test_local_up_in_a_subprocess_prints_ready_and_stops_on_sigterm(
         # The stack answers on its endpoint with the template's outputs
         outputs = stack_outputs(default_stack_name(), endpoint=endpoint, region="us-east-1")
         assert {"ImagesBucketName", "VariantQueueUrl"} <= set(outputs)
+        # And an upload is processed by the variant function, whose REPORT line is logged
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(samples.photo_jpeg(200, 150))
+        code, _, err = cli(
+            "--endpoint", endpoint, "upload", str(photo), "--owner", "erin", "--album", "a",
+            "--wait", str(SETTLE_DEADLINE_SECONDS),
+        )  # fmt: skip
+        assert code == 0, err
+        wait_until(lambda: any("Init Duration" in line for line in lines), "a REPORT line")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        out, _ = process.communicate(timeout=30)
+        assert process.returncode == 0
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(timeout=10)
-    reader.join(timeout=5)
-    assert "stopped" in "".join(lines)
+    # Then stdout holds one document: each function's REPORT figures
+    report = json.loads(out)
+    functions = report["functions"]
+    assert len(functions) == 4
+    variant = next(v for name, v in functions.items() if "Variant" in name)
+    assert variant["memorySizeMb"] == 2048
+    assert variant["invocations"] >= 1 and variant["coldStarts"] >= 1
+    assert variant["initDurationMs"]["median"] > 0
+    assert 0 < variant["maxMemoryUsedMb"] < 2048
+    report_line = next(line for line in lines if "REPORT RequestId:" in line)
+    assert "Billed Duration:" in report_line and "Memory Size: 2048 MB" in report_line
