@@ -388,7 +388,8 @@ class RuleScheduler:
         self._thread.start()
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         due = {spec.logical_id: at for spec, at in self.next_runs(self.started)}
@@ -405,12 +406,25 @@ class RuleScheduler:
                 else:
                     due[spec.logical_id] = schedule.next_after(now)
 
-    def _fire(self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime) -> None:
+    def fire_now(self, logical_id: str) -> list[ScheduledRun]:
+        """Run one rule's targets now, as its schedule would (what an operator gets from
+        EventBridge's "run now"); KeyError when no rule has that logical id."""
+        for spec, _, targets in self.rules:
+            if spec.logical_id == logical_id:
+                at = self.clock()
+                return [self._fire(spec, function, payload, at) for function, payload in targets]
+        raise KeyError(f"no scheduled rule {logical_id}")
+
+    def _fire(
+        self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime
+    ) -> ScheduledRun:
         event = json.loads(payload) if payload else _scheduled_event(spec, at)
         result = function.invoke(event)
-        self.runs.append(ScheduledRun(spec.logical_id, at, result.ok, result.error))
+        run = ScheduledRun(spec.logical_id, at, result.ok, result.error)
+        self.runs.append(run)
         if not result.ok and self.on_error is not None:
             self.on_error(f"rule {spec.logical_id}: {function.name} failed: {result.error}")
+        return run
 
 
 def _scheduled_event(spec: RuleSpec, at: datetime) -> dict[str, Any]:

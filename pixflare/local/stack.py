@@ -39,6 +39,7 @@ from pixflare.local.runtime import (
     LocalFunction,
     QueuePoller,
     RuleScheduler,
+    ScheduledRun,
     function_environment,
     parse_rule_schedule,
 )
@@ -361,8 +362,8 @@ class LocalStack:
                 f"{poller.function.spec.memory_mb} MB"
                 + (", partial batch responses" if m.report_batch_item_failures else "")
             )
+        self.scheduler = RuleScheduler(rules, stop=self._stop, on_error=self._record_error)
         if self.run_schedules and rules:
-            self.scheduler = RuleScheduler(rules, stop=self._stop, on_error=self._record_error)
             for rule, at in self.scheduler.next_runs():
                 self._say(f"schedule {rule.schedule_expression}: next run {at:%Y-%m-%d %H:%M} UTC")
             self.scheduler.start()
@@ -393,6 +394,13 @@ class LocalStack:
         if self.out is not None:
             self.out.write(message + "\n")
             self.out.flush()
+
+    def run_rule(self, logical_id: str) -> list[ScheduledRun]:
+        """Invoke a scheduled rule's targets now, through the same functions and
+        environments its schedule uses (also when schedules are not run)."""
+        if self.scheduler is None:
+            raise LocalStackError("the stack is not running")
+        return self.scheduler.fire_now(logical_id)
 
     def poller_for(self, queue_output: str) -> QueuePoller:
         """The poller consuming the queue named by an output such as ``VariantQueueUrl``."""

@@ -30,6 +30,7 @@ from pixflare.local.stack import LocalStack, default_stack_name
 from pixflare.local.synth import synthesize_template
 from pixflare.resolve import stack_outputs
 from tests.support.faults import INTERNAL, FaultPlan
+from tests.support.s3_target import S3Target
 
 pytestmark = pytest.mark.slow
 
@@ -284,6 +285,68 @@ def test_an_invalid_message_goes_to_the_dlq_with_its_reason_and_a_redrive_does_n
     assert code == 0, err
     assert json.loads(out)["moved"] == 1
     wait_until(lambda: queue_depth(stack, dlq_url) == 1, "the message back in the DLQ")
+
+
+def test_backup_runs_end_to_end_from_the_artifacts_against_an_s3_compatible_target(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given an owner whose destination is a second S3-compatible server (its own
+    # credentials), and the backup function running from its code asset and layers
+    with S3Target(bucket="frank-backups") as target:
+        code, _, err = cli(
+            "--endpoint", stack.endpoint, "backup", "set", "--owner", "frank",
+            "--endpoint", target.endpoint, "--bucket", target.bucket,
+            "--access-key-id", target.access_key_id,
+            "--secret-access-key", target.secret_access_key, "--path-style", "--encrypt",
+        )  # fmt: skip
+        assert code == 0, err
+        photo = tmp_path / "frank.jpg"
+        photo.write_bytes(samples.photo_jpeg(300, 200))
+        # When an image is uploaded
+        code, out, err = cli(
+            "--endpoint", stack.endpoint, "upload", str(photo), "--owner", "frank",
+            "--album", "trip", "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        image_id = json.loads(out)["imageId"]
+
+        def synced() -> bool:
+            _, status, _ = cli("--endpoint", stack.endpoint, "status", image_id, "--json")
+            return bool(json.loads(status)["backup_status"] == "synced")
+
+        # Then the backup function stores an encrypted copy in the owner's bucket
+        wait_until(synced, "the image's backup")
+        assert len(target.objects()) == 1
+        # And it reads back as the same bytes
+        restored = tmp_path / "restored.jpg"
+        code, _, err = cli(
+            "--endpoint", stack.endpoint, "backup", "restore", image_id, "--to", str(restored)
+        )
+        assert code == 0, err
+        assert restored.read_bytes() == photo.read_bytes()
+    backup = next(f for f in stack.functions.values() if ".backup." in f.spec.handler)
+    assert backup.stats.invocations >= 1 and backup.stats.cold_starts >= 1
+
+
+def test_a_scheduled_rule_runs_its_job_through_the_cron_functions_environments(
+    stack: LocalStack, template: dict[str, Any]
+) -> None:
+    # Given the cleanup rule of the template (01:00 UTC)
+    (rule_id,) = [
+        logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Events::Rule"
+        and resource["Properties"].get("ScheduleExpression") == "cron(0 1 * * ? *)"
+    ]
+    cron = next(f for f in stack.functions.values() if ".cron." in f.spec.handler)
+    before = cron.stats.invocations
+    # When it fires
+    (run,) = stack.run_rule(rule_id)
+    # Then the cron function ran it in an execution environment of its own, and it
+    # finished (its continuation, if any, goes through the cron queue's mapping)
+    assert run.ok, run.error
+    assert cron.stats.invocations == before + 1
+    assert cron.stats.init_durations_ms, "no cold start was reported"
 
 
 def test_status_of_an_unknown_image_exits_non_zero_with_one_line(stack: LocalStack) -> None:
