@@ -45,6 +45,9 @@ def cdk_context(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 def _cache_key(context: Mapping[str, Any]) -> str:
     digest = hashlib.sha256()
+    # The template holds absolute paths to this checkout's artifacts: a second
+    # checkout (CI's clone) must build and use its own.
+    digest.update(str(ROOT).encode() + b"\0")
     digest.update(json.dumps(context, sort_keys=True).encode())
     try:
         digest.update(metadata.version("aws-cdk-lib").encode())
