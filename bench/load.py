@@ -316,24 +316,6 @@ def wait_for_in_progress_markers(ddb: Any, table: str, bound_seconds: float) -> 
     return len(markers), time.monotonic() - started
 
 
-def expire_in_progress_markers(ddb: Any, table: str) -> int:
-    """Age every INPROGRESS idempotency marker past its expiry, as
-    tests/support/faults.expire_in_progress does, through the stack's own client (the
-    functions run elsewhere: nothing points this process's default clients at moto)."""
-    aged = 0
-    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            if item.get("status", {}).get("S") == "INPROGRESS":
-                ddb.update_item(
-                    TableName=table,
-                    Key={"id": item["id"]},
-                    UpdateExpression="SET in_progress_expiration = :past",
-                    ExpressionAttributeValues={":past": {"N": "0"}},
-                )
-                aged += 1
-    return aged
-
-
 # -- faults ----------------------------------------------------------------------------
 
 
@@ -426,7 +408,7 @@ def run_load(
 
     ``age_in_progress_markers``: age markers left in progress instead of waiting them
     out (up to the function's timeout), as tests/support/faults.expire_in_progress does
-    for the reliability tests (expire_in_progress_markers); the bench waits.
+    for the reliability tests; the bench waits.
     """
     sqs, ddb = stack.client("sqs"), stack.client("dynamodb")
     queue_url, dlq_url = stack.outputs["VariantQueueUrl"], stack.outputs["VariantDlqUrl"]
@@ -453,7 +435,9 @@ def run_load(
     done = {str(r["image_id"]) for r in records} - pending
     idempotency_table = stack.outputs["IdempotencyTableName"]
     if age_in_progress_markers:
-        markers, marker_wait = expire_in_progress_markers(ddb, idempotency_table), 0.0
+        from tests.support.faults import expire_in_progress
+
+        markers, marker_wait = expire_in_progress(idempotency_table, client=ddb), 0.0
     else:
         markers, marker_wait = wait_for_in_progress_markers(
             ddb, idempotency_table, poller.function.spec.timeout_seconds + 1

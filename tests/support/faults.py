@@ -311,7 +311,7 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sink.shutdown(socket.SHUT_WR)
 
 
-def expire_in_progress(table: str, *, region: str = "us-east-1") -> int:
+def expire_in_progress(table: str, *, region: str = "us-east-1", client: Any = None) -> int:
     """Age every INPROGRESS idempotency marker past its expiry.
 
     A cut-off invocation leaves its marker in progress until the function's remaining
@@ -321,15 +321,16 @@ def expire_in_progress(table: str, *, region: str = "us-east-1") -> int:
     """
     import boto3
 
-    ddb = boto3.client("dynamodb", region_name=region)
+    ddb = client if client is not None else boto3.client("dynamodb", region_name=region)
     aged = 0
-    for item in ddb.scan(TableName=table).get("Items", []):
-        if item.get("status", {}).get("S") == "INPROGRESS":
-            ddb.update_item(
-                TableName=table,
-                Key={"id": item["id"]},
-                UpdateExpression="SET in_progress_expiration = :past",
-                ExpressionAttributeValues={":past": {"N": "0"}},
-            )
-            aged += 1
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page["Items"]:
+            if item.get("status", {}).get("S") == "INPROGRESS":
+                ddb.update_item(
+                    TableName=table,
+                    Key={"id": item["id"]},
+                    UpdateExpression="SET in_progress_expiration = :past",
+                    ExpressionAttributeValues={":past": {"N": "0"}},
+                )
+                aged += 1
     return aged
