@@ -5,16 +5,22 @@ Every module in ``pixflare/commands/`` registers its subcommands. Global options
 subcommand and, where the subcommand has no option of the same name, after it
 (``pixflare status ID --json``). ``backup set`` has its own ``--endpoint`` (the
 destination's); give the stack's before the subcommand or as AWS_ENDPOINT_URL.
+
+Output: stdout carries the command's result only (with ``--json``, one JSON
+document). Log lines of the shared Powertools logger go to stderr, tagged
+``"service": "pixflare-cli"``, while a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import pkgutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 import boto3
@@ -34,6 +40,7 @@ from pixflare.context import CommandContext, CommandError
 from pixflare.resolve import DEFAULT_STACK_NAME, LOCAL_REGION, resolve_settings
 
 PROG = "pixflare"
+SERVICE_NAME = "pixflare-cli"
 
 
 def default_stack_name() -> str:
@@ -60,6 +67,41 @@ class LazyCommandContext(CommandContext):
     @settings.setter
     def settings(self, value: Settings | None) -> None:
         self._settings = value
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser that remembers its subcommands.
+
+    argparse keeps them in private attributes; this records the subcommand actions
+    it creates (``add_subparsers`` is public, so is an action's ``choices``), and
+    makes every parser below it a CommandParser too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subcommand_groups: list[argparse.Action] = []
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", CommandParser)
+        group = super().add_subparsers(**kwargs)
+        self._subcommand_groups.append(group)
+        return group
+
+    @property
+    def subcommands(self) -> dict[str, CommandParser]:
+        """Subcommand name (aliases included) -> its parser."""
+        found: dict[str, CommandParser] = {}
+        for group in self._subcommand_groups:
+            found.update(group.choices or {})
+        return found
+
+
+def walk_subcommands(parser: CommandParser) -> Iterator[tuple[list[str], CommandParser]]:
+    """Every subcommand below ``parser`` at any depth, as (path of names, parser)."""
+    for name, sub in parser.subcommands.items():
+        yield [name], sub
+        for path, deeper in walk_subcommands(sub):
+            yield [name, *path], deeper
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -109,22 +151,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         ),
     ]
     for flag, kwargs in options:
-        if flag not in parser._option_string_actions:
+        # A subcommand with an option of its own by that name (``backup set --endpoint``)
+        # keeps it: argparse refuses the duplicate with ArgumentError.
+        with contextlib.suppress(argparse.ArgumentError):
             parser.add_argument(flag, **kwargs)
 
 
-def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in dict.fromkeys(action.choices.values()):
-                found.append(sub)
-                found.extend(_leaf_parsers(sub))
-    return found
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog=PROG,
         description="Pixflare jobs on AWS: uploads, queues, daily jobs, backups, "
         "custom domains; and the embedded local stack.",
@@ -136,9 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)
-    for sub in _leaf_parsers(parser):
+    for sub in dict.fromkeys(sub for _, sub in walk_subcommands(parser)):
         _global_options(sub, suppress=True)
     return parser
+
+
+@contextlib.contextmanager
+def logs_to(stream: TextIO, service: str = SERVICE_NAME) -> Iterator[None]:
+    """While a command runs, the shared Powertools logger writes to ``stream`` (stderr)
+    as ``service``; afterwards it is as it was (an embedding test keeps its setup)."""
+    from lambdas.shared.observability import logger
+
+    handler = logger.registered_handler
+    previous_stream = (
+        handler.setStream(stream) if isinstance(handler, logging.StreamHandler) else None
+    )
+    previous_service = logger.get_current_keys().get("service")
+    logger.append_keys(service=service)
+    try:
+        yield
+    finally:
+        logger.append_keys(service=previous_service)
+        if previous_stream is not None and isinstance(handler, logging.StreamHandler):
+            handler.setStream(previous_stream)
 
 
 def _has_credentials() -> bool:
@@ -221,8 +275,9 @@ def main(
     )
     ctx._resolve = lambda: resolve_settings(stack=args.stack_name, endpoint=endpoint, region=region)
     try:
-        prepare_environment(endpoint, region)
-        return int(func(args, ctx) or 0)
+        with logs_to(err_stream):
+            prepare_environment(endpoint, region)
+            return int(func(args, ctx) or 0)
     except KeyboardInterrupt:
         err_stream.write(f"{PROG}: interrupted\n")
         return 130

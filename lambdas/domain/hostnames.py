@@ -2,64 +2,55 @@
 
 The rules, in order (each refusal names the rule it broke):
 
-- IDNA: a Unicode name is converted to its ASCII form (``xn--`` labels) with the
-  standard library's IDNA codec (IDNA 2003 ToASCII, so ``Bücher.example`` becomes
-  ``xn--bcher-kva.example``); ASCII letters are lower-cased; one trailing dot is
-  dropped. An ``xn--`` label given directly must decode and round-trip.
+- IDNA: a name is mapped with UTS #46 (non-transitional: ``ß``, ``ς``, ZWJ and
+  ZWNJ are kept, not folded) and each Unicode label converted to its A-label
+  under IDNA 2008 (the ``idna`` package), so ``Bücher.example`` becomes
+  ``xn--bcher-kva.example`` and ``faß.de`` becomes ``xn--fa-hia.de``, never
+  ``fass.de``. Code points IDNA 2008 disallows (symbols, emoji) are refused.
+  ASCII letters are lower-cased; one trailing dot is dropped. An ``xn--`` label
+  given directly must be the canonical A-label of a valid U-label.
 - Length: at most 253 characters in all, each label 1 to 63.
 - LDH: labels are letters, digits and hyphens, never starting or ending with a
   hyphen; a hyphen pair in positions 3-4 only as ``xn--``.
 - Not an IP address, not all-numeric at the top level, no ``*`` wildcard.
 - A subdomain, not an apex: the name must have at least one label more than its
-  registrable domain. The registrable domain is the public suffix plus one
-  label; the public suffix is one of the multi-label suffixes in
-  :data:`MULTI_LABEL_SUFFIXES` when the name ends in one (so ``example.co.uk`` is
-  an apex and ``cdn.example.co.uk`` is not), else the last label. A name under a
-  multi-label suffix missing from that list is judged by the last label alone, so
-  it needs three labels, like any other name.
+  registrable domain, the public suffix plus one label. Public suffixes come
+  from the Public Suffix List, ICANN and private sections, as bundled with the
+  installed ``publicsuffixlist`` package (read from its package directory, never
+  downloaded; a new list arrives with a new package version). So
+  ``example.co.uk``, ``example.gov.br``, ``example.k12.ca.us`` and
+  ``alice.github.io`` are apexes and ``img.example.gov.br`` is not. A top-level
+  label the list does not know counts as a one-label suffix.
 - Not ours: not the fallback CNAME's registrable domain or anything under it, nor
   any domain listed in ``PIXFLARE_OWN_DOMAINS`` or under it.
 
 Whether another owner already claimed the name is the domains table's call
 (a conditional write), not this module's.
+
+The list is parsed on first use (tens of milliseconds), not at import: the
+domain worker imports this module but only needs :func:`normalize_hostname`.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
-from encodings import idna as idna_codec
+from typing import TYPE_CHECKING
+
+import idna
 
 from lambdas.shared.errors import PermanentError
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 MAX_HOSTNAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 VERIFY_LABEL = "_pixflare-verify"
 
 _LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-# Full stops other than "." that IDNA treats as label separators.
-_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-
-# Common second-level public suffixes, so their apexes are recognised as apexes.
-# Deliberately small (no download of the Public Suffix List at run time).
-MULTI_LABEL_SUFFIXES = frozenset(
-    {
-        # United Kingdom
-        "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "sch.uk",
-        # Australia, New Zealand
-        "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au", "asn.au",
-        "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz", "geek.nz",
-        # Asia
-        "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "gr.jp",
-        "co.kr", "or.kr", "ne.kr", "com.cn", "net.cn", "org.cn", "com.hk", "com.tw",
-        "com.sg", "com.my", "co.id", "com.ph", "com.vn", "co.in", "net.in", "org.in",
-        "co.th", "co.il", "org.il", "com.tr", "com.sa", "ae.org",
-        # Americas, Africa, Europe
-        "com.br", "net.br", "org.br", "com.mx", "com.ar", "com.co", "com.pe", "co.za",
-        "org.za", "com.ng", "co.ke", "com.eg", "com.ua", "com.pl", "co.at", "or.at",
-    }
-)  # fmt: skip
 
 
 class InvalidHostnameError(PermanentError):
@@ -71,20 +62,53 @@ def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= 80 else raw[:77] + "...")
 
 
+@functools.cache
+def _suffix_list() -> PublicSuffixList:
+    """The Public Suffix List bundled with the package, parsed once, on first use.
+
+    Its Unicode rules are kept as they are (no IDNA 2003 copies of them): lookups
+    are made with U-labels, see :func:`_lookup_form`.
+    """
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList(accept_encoded_idn=False)
+
+
+def _lookup_form(label: str) -> str:
+    """A normalized label as the list spells it: A-labels as their U-label."""
+    if label.startswith("xn--"):
+        try:
+            return idna.ulabel(label)
+        except idna.IDNAError:
+            return label
+    return label
+
+
+def _map_uts46(text: str, raw: str) -> str:
+    """UTS #46 mapping (case folding, width, full stops such as U+3002), non-transitional."""
+    if text.isascii():
+        return text.lower()
+    try:
+        # STD3 rules off: an ASCII character outside LDH is refused below, by name.
+        return idna.uts46_remap(text, std3_rules=False)
+    except idna.IDNAError as err:
+        raise InvalidHostnameError(f"{_shown(raw)}: not valid IDNA ({err})") from None
+
+
 def _label_to_ascii(label: str, hostname: str) -> str:
     if label.isascii():
-        ascii_label = label.lower()
+        ascii_label = label
     else:
         try:
-            ascii_label = idna_codec.ToASCII(label).decode("ascii").lower()
-        except UnicodeError as err:
+            ascii_label = idna.alabel(label).decode("ascii")
+        except idna.IDNAError as err:
             raise InvalidHostnameError(
                 f"{_shown(hostname)}: label {label!r} is not valid IDNA ({err})"
             ) from None
     if ascii_label.startswith("xn--"):
         try:
-            idna_codec.ToUnicode(ascii_label.encode("ascii"))
-        except (UnicodeError, ValueError) as err:
+            idna.ulabel(ascii_label)
+        except idna.IDNAError as err:
             raise InvalidHostnameError(
                 f"{_shown(hostname)}: label {ascii_label!r} is not a valid IDNA A-label ({err})"
             ) from None
@@ -95,9 +119,10 @@ def normalize_hostname(raw: str) -> str:
     """The canonical ASCII form of a hostname, checked for syntax only (no policy)."""
     if not isinstance(raw, str):
         raise InvalidHostnameError("a hostname must be text")
-    text = raw.strip().translate(_DOTS)
+    text = raw.strip()
     if not text:
         raise InvalidHostnameError("the hostname is empty")
+    text = _map_uts46(text, raw)
     if "*" in text:
         raise InvalidHostnameError(f"{_shown(raw)}: wildcards are not allowed")
     try:
@@ -138,11 +163,14 @@ def normalize_hostname(raw: str) -> str:
 
 
 def public_suffix(hostname: str) -> str:
-    """The public suffix of a normalized hostname (see the module docstring)."""
+    """The public suffix of a normalized hostname, from the Public Suffix List.
+
+    A top-level label the list does not know is a suffix of its own.
+    """
     labels = hostname.split(".")
-    if len(labels) >= 2 and ".".join(labels[-2:]) in MULTI_LABEL_SUFFIXES:
-        return ".".join(labels[-2:])
-    return labels[-1]
+    found = _suffix_list().publicsuffix(".".join(_lookup_form(label) for label in labels))
+    count = found.count(".") + 1 if found else 1
+    return ".".join(labels[-count:])
 
 
 def registrable_domain(hostname: str) -> str:

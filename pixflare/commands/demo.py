@@ -117,12 +117,7 @@ class Demo:
     def has_command(self, name: str) -> bool:
         from pixflare.cli import build_parser
 
-        parser = build_parser()
-        return any(
-            name in getattr(action, "choices", {}) or {}
-            for action in parser._actions
-            if action.dest == "command"
-        )
+        return name in build_parser().subcommands
 
     def function_available(self, handler_prefix: str) -> bool:
         return any(f.spec.handler.startswith(handler_prefix) for f in self.stack.functions.values())

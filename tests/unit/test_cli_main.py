@@ -8,7 +8,8 @@ import json
 import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-from pixflare.cli import build_parser, error_reason, main
+from lambdas.shared.observability import logger
+from pixflare.cli import SERVICE_NAME, build_parser, error_reason, logs_to, main, walk_subcommands
 from pixflare.context import CommandError
 from pixflare.resolve import ResolveError, settings_from_outputs
 
@@ -20,7 +21,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_every_command_module_is_registered() -> None:
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = build_parser().subcommands
     for name in ("upload", "status", "delete", "dlq", "local", "demo"):
         assert name in commands
 
@@ -112,19 +113,48 @@ def test_local_up_refuses_bad_arguments_in_one_line(argv: list[str]) -> None:
 
 
 def _subcommand_paths() -> list[list[str]]:
-    import argparse
+    return [path for path, _ in walk_subcommands(build_parser())]
 
-    paths: list[list[str]] = []
 
-    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    paths.append([*prefix, name])
-                    walk(sub, [*prefix, name])
+def test_subcommands_are_found_at_every_depth() -> None:
+    paths = {" ".join(path) for path in _subcommand_paths()}
+    assert {"cron", "cron run", "backup set", "dlq redrive", "domain add", "local up"} <= paths
 
-    walk(build_parser(), [])
-    return paths
+
+def test_a_subcommand_keeps_its_own_option_of_a_global_name() -> None:
+    """``backup set --endpoint`` is the destination's; the stack's goes before the subcommand."""
+    args = build_parser().parse_args(
+        [
+            "--endpoint", "http://stack", "backup", "set", "--owner", "o",
+            "--endpoint", "http://destination", "--bucket", "b",
+            "--access-key-id", "k", "--secret-access-key", "s",
+        ]
+    )  # fmt: skip
+    assert args.target_endpoint == "http://stack"
+    assert args.destination_endpoint == "http://destination"
+
+
+def test_logs_go_to_the_given_stream_as_the_cli_service_and_are_put_back_after() -> None:
+    handler = logger.registered_handler
+    stream_before = getattr(handler, "stream", None)
+    service_before = logger.get_current_keys().get("service")
+    err = io.StringIO()
+    with logs_to(err):
+        logger.info("inside the command")
+    logger.info("outside the command")
+    lines = [json.loads(line) for line in err.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == ["inside the command"]
+    assert lines[0]["service"] == SERVICE_NAME == "pixflare-cli"
+    assert getattr(handler, "stream", None) is stream_before
+    assert logger.get_current_keys().get("service") == service_before
+
+
+def test_a_failing_command_still_puts_the_logger_back() -> None:
+    stream_before = getattr(logger.registered_handler, "stream", None)
+    code, _, err = run("--endpoint", "http://127.0.0.1:9", "status", "not-an-id")
+    assert code == 1
+    assert "not an image id" in err
+    assert getattr(logger.registered_handler, "stream", None) is stream_before
 
 
 @pytest.mark.parametrize("path", _subcommand_paths(), ids=" ".join)

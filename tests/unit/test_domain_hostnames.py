@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lambdas.domain.hostnames import (
-    MULTI_LABEL_SUFFIXES,
     InvalidHostnameError,
     normalize_hostname,
     own_domains,
+    public_suffix,
     registrable_domain,
     validate_hostname,
 )
@@ -37,6 +41,21 @@ tld = st.from_regex(r"\A[a-z]{2,6}\Z")
         ("cdn.example.co.uk", "cdn.example.co.uk"),
         ("a.b.c.example.com.au", "a.b.c.example.com.au"),
         ("pixflare.net.evil.example", "pixflare.net.evil.example"),
+        # Public Suffix List: one label more than the registrable domain
+        ("img.example.gov.br", "img.example.gov.br"),
+        ("img.example.k12.ca.us", "img.example.k12.ca.us"),
+        ("img.city.kawasaki.jp", "img.city.kawasaki.jp"),  # an exception rule
+        ("img.alice.github.io", "img.alice.github.io"),  # the list's private section
+        ("img.example.公司.cn", "img.example.xn--55qx5d.cn"),  # a Unicode suffix
+        ("img.example.xn--55qx5d.cn", "img.example.xn--55qx5d.cn"),
+        ("img.example.test", "img.example.test"),  # a TLD the list does not know
+        # IDNA 2008 with UTS #46, non-transitional: deviation characters are kept
+        ("fotos.faß.de", "fotos.xn--fa-hia.de"),
+        ("FOTOS.FAß.DE", "fotos.xn--fa-hia.de"),
+        ("img.βόλος.com", "img.xn--nxasmm1c.com"),  # final sigma (UTS #46's own example)
+        ("img.xn--fa-hia.de", "img.xn--fa-hia.de"),
+        ("\uff29\uff2d\uff27\uff0eExample\uff0ecom", "img.example.com"),  # full width
+        ("im\u00adg.example.com", "img.example.com"),  # a soft hyphen is ignored
     ],
 )
 def test_accepted(raw: str, expected: str) -> None:
@@ -66,6 +85,20 @@ def test_accepted(raw: str, expected: str) -> None:
         ("img.pixflare.net", "own domain"),
         ("pixflare.net.", "apex"),
         ("deep.img.pixflare.example", "own domain"),
+        # Apexes and suffixes under the Public Suffix List
+        ("example.gov.br", "example.gov.br is an apex"),
+        ("example.k12.ca.us", "example.k12.ca.us is an apex"),
+        ("example.nom.br", "public suffix"),  # *.nom.br: a suffix itself
+        ("nom.br", "public suffix"),
+        ("city.kawasaki.jp", "apex"),
+        ("alice.github.io", "apex"),
+        ("example.公司.cn", "example.xn--55qx5d.cn is an apex"),
+        ("img.faß.pixflare.net", "own domain"),
+        # IDNA 2008: what IDNA 2003 accepted but 2008 disallows
+        ("img.♥.example.com", "not valid IDNA"),
+        ("img.a\u200db.example.com", "not valid IDNA"),  # ZWJ outside its context
+        ("img.xn--fass-hia.de", "A-label"),  # not the canonical encoding
+        ("img.\ufffd.example.com", "not valid IDNA"),
     ],
 )
 def test_refused(raw: str, reason: str) -> None:
@@ -73,13 +106,56 @@ def test_refused(raw: str, reason: str) -> None:
         validate_hostname(raw, reserved=RESERVED)
 
 
-def test_registrable_domain_knows_multi_label_suffixes() -> None:
+def test_registrable_domain_follows_the_public_suffix_list() -> None:
     assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
     assert registrable_domain("a.b.example.com") == "example.com"
+    assert registrable_domain("a.b.example.gov.br") == "example.gov.br"
+    assert registrable_domain("a.example.k12.ca.us") == "example.k12.ca.us"
+    assert registrable_domain("a.b.example.nom.br") == "b.example.nom.br"
+    assert public_suffix("img.example.xn--55qx5d.cn") == "xn--55qx5d.cn"
+    assert public_suffix("img.example.invalidtld") == "invalidtld"
+
+
+def test_faß_and_fass_are_two_domains() -> None:
+    """IDNA 2003 (and transitional UTS #46) folded ß to ss: another owner's name."""
+    assert validate_hostname("fotos.faß.de") != validate_hostname("fotos.fass.de")
+    assert normalize_hostname("fotos.faß.de") == "fotos.xn--fa-hia.de"
+    assert normalize_hostname("img.βόλος.com") != normalize_hostname("img.βόλοσ.com")
+
+
+def test_the_suffix_list_is_the_bundled_one_read_only_and_never_fetched() -> None:
+    """Lambda's /opt is read-only and a check has no time for a download: loading
+    the list opens files for reading only and makes no network call."""
+    probe = textwrap.dedent(
+        """
+        import json
+        import sys
+        import lambdas.domain.hostnames as hostnames
+        seen = []
+        def hook(event, args):
+            if event == "open" and args[1] not in (None, "r", "rb"):
+                seen.append(("write", args[0], args[1]))
+            if event.startswith(("socket.", "urllib.", "http.")):
+                seen.append(("network", event))
+            if event == "open" and str(args[0]).endswith(".dat"):
+                seen.append(("read", str(args[0])))
+        assert "publicsuffixlist" not in sys.modules, "parsed at import"
+        sys.addaudithook(hook)
+        assert hostnames.registrable_domain("img.example.gov.br") == "example.gov.br"
+        print(json.dumps(seen))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(done.stdout)
+    assert [kind for kind, *_ in seen] == ["read"], seen
+    assert seen[0][1].endswith("publicsuffixlist/public_suffix_list.dat")
 
 
 @given(st.lists(label, min_size=1, max_size=4), label, tld)
 def test_valid_subdomains_are_canonical_and_stable(sub: list[str], domain: str, top: str) -> None:
+    assume(public_suffix(f"{domain}.{top}") == top)  # not co.uk, us.com, ...
     hostname = ".".join([*sub, domain, top])
     result = validate_hostname(hostname.upper() + ".", reserved=RESERVED)
     assert result == hostname
@@ -87,8 +163,16 @@ def test_valid_subdomains_are_canonical_and_stable(sub: list[str], domain: str, 
     assert validate_hostname(result, reserved=RESERVED) == result
 
 
-@given(label, st.sampled_from(sorted(MULTI_LABEL_SUFFIXES)))
+# Suffixes of two and more labels from the list (none has a wildcard rule below it).
+MULTI_LABEL_SUFFIXES = [
+    "co.uk", "com.au", "co.jp", "com.br", "gov.br", "k12.ca.us", "lib.ca.us",
+    "ac.za", "edu.au", "github.io", "blogspot.com", "xn--55qx5d.cn",
+]  # fmt: skip
+
+
+@given(label, st.sampled_from(MULTI_LABEL_SUFFIXES))
 def test_apex_under_a_multi_label_suffix_is_refused(name: str, suffix: str) -> None:
+    assume(public_suffix(f"{name}.{suffix}") == suffix)  # not itself listed (e.g. nsw.edu.au)
     with pytest.raises(InvalidHostnameError, match="apex"):
         validate_hostname(f"{name}.{suffix}", reserved=RESERVED)
     assert validate_hostname(f"img.{name}.{suffix}", reserved=RESERVED) == f"img.{name}.{suffix}"

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from publicsuffixlist import PSLFILE
 
 from lambdas.domain.hostnames import (
     InvalidHostnameError,
     normalize_hostname,
     own_domains,
+    public_suffix,
     validate_hostname,
     verification_name,
 )
@@ -82,6 +85,22 @@ def test_accepted_hostnames_are_canonical_and_their_dns_names_stay_inside(
     assert hostname == normalize_hostname(raw) == hostname.lower()
     assert hostname.endswith(".customer.example.com")
     assert verification_name(hostname).endswith("." + hostname)
+
+
+def _listed_suffixes() -> list[str]:
+    """The plain rules of the bundled Public Suffix List (no wildcards or exceptions)."""
+    with open(PSLFILE, encoding="utf-8") as listing:
+        rules = {line.split()[0] for line in listing if line.strip() and line[0] not in "/"}
+    return sorted(r for r in rules if r[0] not in "*!" and f"*.{r}" not in rules)
+
+
+@given(st.sampled_from(_listed_suffixes()), st.from_regex(r"\A[a-z][a-z0-9]{0,15}\Z"))
+def test_no_apex_under_any_listed_suffix_is_accepted(suffix: str, name: str) -> None:
+    apex = f"{name}.{suffix}"
+    assume(public_suffix(normalize_hostname(apex)) == normalize_hostname(suffix))
+    with pytest.raises(InvalidHostnameError, match="is an apex domain"):
+        validate_hostname(apex)
+    assert validate_hostname(f"img.{apex}") == normalize_hostname(f"img.{apex}")
 
 
 ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
