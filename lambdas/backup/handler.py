@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.backup.jobs import process_backup, record_permanent_failure
+from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger, publish_metrics, tracer
-from lambdas.shared.worker import LambdaContextLike, QueueWorker
+from lambdas.shared.worker import QueueWorker
 
 worker: QueueWorker[BackupJob] = QueueWorker(
     name="backup",

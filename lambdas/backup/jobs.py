@@ -38,7 +38,6 @@ from lambdas.shared.errors import (
     NotFoundError,
     PermanentError,
     PixflareError,
-    TransientError,
     aws_errors,
 )
 from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields, iso, utcnow
@@ -50,11 +49,13 @@ if TYPE_CHECKING:
 
     from lambdas.shared.worker import JobContext
 
-# No new part is started with less time than this left in the invocation: enough
-# for a single-attempt destination call (13 s) and the bookkeeping after it. Every
-# call then fails before the function's timeout (its timeouts fit the time left,
-# see lambdas.shared.aws); a part that would only get the shortest ones is not begun.
-MIN_REMAINING_MS_FOR_PART = int((REMOTE_TIMEOUTS[1].worst_case_seconds() + 2) * 1000)
+# A part (or the single PUT) is started only with time for it at the destination
+# client's single-attempt timeouts (13 s), then, should it be the last, for the
+# commit at the destination (its shortest, 6 s) and the record update (the AWS
+# client's shortest, 3 s), and the report margin: 23 s. Every call still fails before
+# the function's timeout (its timeouts fit the time left, see lambdas.shared.aws);
+# this only keeps a part that could not be finished from being begun.
+PART_SECONDS = aws.seconds_needed(REMOTE_TIMEOUTS[1], REMOTE_TIMEOUTS[-1], aws.AWS_TIMEOUTS[-1])
 LAST_ERROR_LIMIT = 500
 
 META_SHA256 = "pixflare-sha256"
@@ -257,8 +258,7 @@ def upload_original(
     target_key = destination.object_key(record.owner, record.album, record.filename)
 
     def check_time() -> None:
-        if ctx.remaining_ms() < MIN_REMAINING_MS_FOR_PART:
-            raise TransientError("too little time left in this invocation for another part")
+        ctx.deadline.require(PART_SECONDS, "another backup part")
 
     try:
         expected = source_sha256(settings, record)
@@ -312,14 +312,7 @@ def _mark_synced(
         "encryption": SCHEME if synced.encrypted else NO_ENCRYPTION,
     }
     try:
-        images.update(
-            record.image_id,
-            fields,
-            remove,
-            condition="#bs <> :deleted",
-            condition_names={"#bs": "backup_status"},
-            condition_values={":deleted": "deleted"},
-        )
+        images.update_backup(record.image_id, fields, remove)
     except ConditionFailedError:
         # The image went away (or its backup was deleted) while we copied: don't leave
         # an object behind that no record points to.
@@ -385,13 +378,7 @@ def _record_last_error(images: ImageRepository, record: ImageRecord, err: Except
         "last_error_at": now,
     }
     try:
-        images.update(
-            record.image_id,
-            {"backup": backup},
-            condition="#bs <> :deleted",
-            condition_names={"#bs": "backup_status"},
-            condition_values={":deleted": "deleted"},
-        )
+        images.update_backup(record.image_id, {"backup": backup})
     except Exception as update_err:  # the job's own error is the one that matters
         logger.warning("could not record backup error", extra={"reason": str(update_err)})
 
@@ -409,14 +396,5 @@ def record_permanent_failure(job: BackupJob, err: PermanentError, ctx: JobContex
         return
     fields, remove = backup_state_fields(record.owner, "failed", now)
     fields["backup"] = {**record.backup, "last_error": reason, "last_error_at": now}
-    try:
-        images.update(
-            job.image_id,
-            fields,
-            remove,
-            condition="#bs <> :deleted",
-            condition_names={"#bs": "backup_status"},
-            condition_values={":deleted": "deleted"},
-        )
-    except ConditionFailedError:
-        return
+    with contextlib.suppress(ConditionFailedError):
+        images.update_backup(job.image_id, fields, remove)

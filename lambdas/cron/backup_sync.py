@@ -23,13 +23,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from lambdas.backup.jobs import META_SHA256, META_SIZE
-from lambdas.backup.remote import remote_client
+from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
 from lambdas.cron.batch import enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
+from lambdas.shared.deadline import Deadline
 from lambdas.shared.destinations import Destination, DestinationRepository, decrypt_credentials
-from lambdas.shared.dynamo import from_item, serialize
 from lambdas.shared.errors import (
     ConditionFailedError,
     NotFoundError,
@@ -37,7 +37,6 @@ from lambdas.shared.errors import (
     aws_errors,
 )
 from lambdas.shared.images import (
-    BY_BACKUP_STATE_INDEX,
     BackupStatus,
     ImageRecord,
     ImageRepository,
@@ -50,9 +49,11 @@ from lambdas.shared.observability import logger
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# A HEAD is not started with less time than this left: with the destination
-# client's timeouts and retry it can take ~36 s, and the runner needs its margin after.
-VERIFY_MIN_REMAINING_MS = 40_000
+# A HEAD is started only with time for it at the destination client's full timeouts
+# (32 s, retry included), then the verdict's record update and the runner's
+# continuation send at the AWS client's shortest (3 s each), and the report margin:
+# 39 s.
+VERIFY_SECONDS = aws.seconds_needed(REMOTE_TIMEOUTS[0], aws.AWS_TIMEOUTS[-1], aws.AWS_TIMEOUTS[-1])
 
 Verdict = Literal["ok", "missing", "mismatch"]
 
@@ -122,13 +123,13 @@ class BackupSyncJob:
         settings: Settings,
         now: datetime,
         *,
-        remaining_ms: Callable[[], int | None] = lambda: None,
+        deadline: Callable[[], Deadline] = Deadline.none,
     ) -> None:
         self.settings = settings
         self.now = iso(now)
         self.images = ImageRepository(settings.require("images_table"))
         self.destinations = DestinationRepository(settings.require("destinations_table"))
-        self.remaining_ms = remaining_ms
+        self.deadline = deadline
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:
         owners, last_key = self.destinations.owners(limit=1, start_key=cursor.get("start"))
@@ -174,8 +175,7 @@ class BackupSyncJob:
         requeue: list[ImageRecord] = []
         for entry in sample:
             record = entry.record
-            remaining = self.remaining_ms()
-            if remaining is not None and remaining < VERIFY_MIN_REMAINING_MS:
+            if not self.deadline().fits(VERIFY_SECONDS):
                 break  # the rest stay least recently verified: first in line next run
             try:
                 head = head_backup(target, destination, record)
@@ -195,23 +195,8 @@ class BackupSyncJob:
 
     def in_state(self, owner: str, status: BackupStatus, limit: int) -> list[StateEntry]:
         """Oldest first, from the by-backup-state index (one page: ``limit`` is small)."""
-        with aws_errors(f"query {BY_BACKUP_STATE_INDEX}"):
-            response = aws.dynamodb().query(
-                TableName=self.images.table,
-                IndexName=BY_BACKUP_STATE_INDEX,
-                KeyConditionExpression="#p = :p",
-                ExpressionAttributeNames={"#p": "backup_state"},
-                ExpressionAttributeValues={":p": serialize(f"{owner}#{status}")},
-                Limit=limit,
-                ScanIndexForward=True,
-            )
-        entries = []
-        for item in response.get("Items", []):
-            data = from_item(item)
-            entries.append(
-                StateEntry(str(data.get("backup_state_at", "")), ImageRecord.model_validate(data))
-            )
-        return entries
+        records, _ = self.images.by_backup_state(owner, status, limit=limit)
+        return [StateEntry(record.backup_state_at or "", record) for record in records]
 
     def mark_verified(self, entry: StateEntry) -> int:
         backup = {**entry.record.backup, "verified_at": self.now}
@@ -226,12 +211,8 @@ class BackupSyncJob:
     def _update_if_unchanged(self, entry: StateEntry, fields: dict[str, Any]) -> int:
         """Update only if the backup state is still what this run read (1 if updated)."""
         try:
-            self.images.update(
-                entry.record.image_id,
-                fields,
-                condition="#bs = :synced AND #bsa = :seen",
-                condition_names={"#bs": "backup_status", "#bsa": "backup_state_at"},
-                condition_values={":synced": "synced", ":seen": entry.state_at},
+            self.images.update_if_backup_state(
+                entry.record.image_id, fields, status="synced", since=entry.state_at
             )
         except ConditionFailedError:
             return 0  # a backup job or another run changed it meanwhile: theirs is newer

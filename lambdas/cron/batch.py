@@ -1,39 +1,29 @@
 """The batch calls the daily jobs make: many items per request, so cost grows with
 items / batch size rather than with items.
 
-Whatever a batch API hands back unprocessed is retried a bounded number of
-times, then reported as a TransientError (the job's step is retried as a whole;
-every step is idempotent).
+Whatever a batch API hands back unprocessed is retried under the one policy in
+lambdas.shared.aws (bounded rounds with backoff), then reported as a
+TransientError (the job's step is retried as a whole; every step is idempotent).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
-from lambdas.shared.dynamo import serialize
 from lambdas.shared.errors import TransientError, aws_errors
 from lambdas.shared.messages import BackupJob, JobMessage
 
 DELETE_OBJECTS_LIMIT = 1000  # keys per DeleteObjects
 BATCH_WRITE_LIMIT = 25  # requests per BatchWriteItem
-BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
-UNPROCESSED_ROUNDS = 8
-UNPROCESSED_BACKOFF_SECONDS = 0.05
 
 
 def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _pause(round_number: int) -> None:
-    # Unprocessed items come back under throttling: give the table a moment (bounded).
-    time.sleep(min(1.0, UNPROCESSED_BACKOFF_SECONDS * (2**round_number)))
 
 
 def delete_objects(bucket: str, keys: Iterable[str]) -> int:
@@ -59,45 +49,16 @@ def batch_write(table: str, requests: Sequence[dict[str, Any]]) -> int:
     """BatchWriteItem in chunks of 25 (PutRequest / DeleteRequest dicts); returns how many."""
     for chunk in chunks(requests, BATCH_WRITE_LIMIT):
         pending: dict[str, Any] = {table: list(chunk)}
-        for round_number in range(UNPROCESSED_ROUNDS):
+        for round_number in range(aws.UNPROCESSED_ROUNDS):
             with aws_errors(f"batch write to {table}"):
                 response = aws.dynamodb().batch_write_item(RequestItems=pending)
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 break
-            _pause(round_number)
+            aws.pause_for_unprocessed(round_number)
         else:
             raise TransientError(f"batch write to {table} still throttled")
     return len(requests)
-
-
-def owners_with_destination(settings: Settings, owners: Iterable[str]) -> set[str]:
-    """Which of these owners have a backup destination (BatchGetItem, 100 keys a call)."""
-    table = settings.destinations_table
-    wanted = sorted(set(owners))
-    if not table or not wanted:
-        return set()
-    found: set[str] = set()
-    for chunk in chunks(wanted, BATCH_GET_LIMIT):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"owner": serialize(owner)} for owner in chunk],
-                "ProjectionExpression": "#o",
-                "ExpressionAttributeNames": {"#o": "owner"},
-            }
-        }
-        for round_number in range(UNPROCESSED_ROUNDS):
-            with aws_errors("look up backup destinations"):
-                response = aws.dynamodb().batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                found.add(str(item["owner"]["S"]))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            _pause(round_number)
-        else:
-            raise TransientError("destination look-up still throttled")
-    return found
 
 
 def send_batch(queue_url: str, messages: Sequence[JobMessage]) -> int:
@@ -107,14 +68,14 @@ def send_batch(queue_url: str, messages: Sequence[JobMessage]) -> int:
             {"Id": str(index), "MessageBody": message.to_body()}
             for index, message in enumerate(chunk)
         ]
-        for round_number in range(UNPROCESSED_ROUNDS):
+        for round_number in range(aws.UNPROCESSED_ROUNDS):
             with aws_errors(f"send {len(entries)} {chunk[0].kind} messages"):
                 response = aws.sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
             failed = {f["Id"]: f for f in response.get("Failed") or []}
             if not failed:
                 break
             entries = [entry for entry in entries if entry["Id"] in failed]
-            _pause(round_number)
+            aws.pause_for_unprocessed(round_number)
         else:
             raise TransientError(f"{len(entries)} messages still refused by SQS")
     return len(messages)

@@ -25,17 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lambdas.cron.batch import (
-    delete_objects,
-    enqueue_backup_jobs,
-    owners_with_destination,
-)
+from lambdas.cron.batch import delete_objects, enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
-from lambdas.shared.dynamo import serialize
+from lambdas.shared.destinations import DestinationRepository
 from lambdas.shared.errors import PermanentError, aws_errors
-from lambdas.shared.images import ImageRecord, ImageRepository, claim_pk, image_pk, iso
+from lambdas.shared.images import ImageRecord, ImageRepository, iso
 from lambdas.shared.keys import ImagePath, InvalidNameError, parse_key
 from lambdas.shared.messages import BackupJob
 
@@ -159,6 +155,11 @@ class CleanupJob:
         self.now = now
         self.bucket = settings.require("images_bucket")
         self.images = ImageRepository(settings.require("images_table"))
+        self.destinations = (
+            DestinationRepository(settings.destinations_table)
+            if settings.destinations_table
+            else None
+        )
         self.expired_page_size = min(
             expired_page_size or EXPIRED_PAGE_SIZE, MAX_IMAGES_PER_TRANSACTION
         )
@@ -192,25 +193,16 @@ class CleanupJob:
                 delete_objects(bucket, keys) for bucket, keys in by_bucket.items()
             )
             backed_up = {r.owner for r in records if r.backup_status in BACKED_UP_STATUSES}
-            jobs = backup_delete_jobs(records, owners_with_destination(self.settings, backed_up))
+            with_destination = (
+                self.destinations.owners_among(backed_up) if self.destinations else set()
+            )
+            jobs = backup_delete_jobs(records, with_destination)
             counts["backup_deletes_queued"] = enqueue_backup_jobs(self.settings, jobs)
-            counts["records_deleted"] = self.delete_records(records)
+            counts["records_deleted"] = self.images.delete_many(records)
         next_cursor: dict[str, Any] = (
             {"phase": "expired", "start": last_key} if last_key else {"phase": "orphans"}
         )
         return StepResult(next_cursor, counts)
-
-    def delete_records(self, records: Sequence[ImageRecord]) -> int:
-        """Each record with its path claim, all in one transaction (absent items are no error)."""
-        actions: list[Any] = []
-        for record in records:
-            for pk in (image_pk(record.image_id), claim_pk(record.path)):
-                actions.append(
-                    {"Delete": {"TableName": self.images.table, "Key": {"pk": serialize(pk)}}}
-                )
-        with aws_errors(f"delete {len(records)} image records"):
-            aws.dynamodb().transact_write_items(TransactItems=actions)
-        return len(records)
 
     # -- orphaned objects ---------------------------------------------------------------
     def orphan_step(self, after: str | None) -> StepResult:

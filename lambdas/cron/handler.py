@@ -14,17 +14,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.cron.jobs import run_in_lambda
 from lambdas.cron.runner import JOB_NAMES, InvalidTimeError, RunReport, parse_now
-from lambdas.shared import aws
 from lambdas.shared.config import load_settings
+from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.messages import CronContinuation
 from lambdas.shared.observability import logger, metrics, publish_metrics, tracer
-from lambdas.shared.worker import (
-    JobContext,
-    LambdaContextLike,
-    QueueWorker,
-    invocation_seconds_left,
-)
+from lambdas.shared.worker import JobContext, QueueWorker
 
 
 def record_run(report: RunReport) -> dict[str, Any]:
@@ -76,7 +71,7 @@ def start_job(event: Any, context: LambdaContextLike) -> dict[str, Any]:
         raise InvalidMessageError(f"scheduled event: {err}") from None
     with (
         logger.append_context_keys(job=name),
-        aws.call_deadline(invocation_seconds_left(context)),
+        Deadline.from_context(context).bound(),
     ):
         report = run_in_lambda(str(name), load_settings(), now, context)
     return record_run(report)

@@ -13,12 +13,12 @@ from lambdas.cron.runner import (
     JOB_NAMES,
     Budget,
     CronJob,
-    RemainingTime,
     RunReport,
     queue_continuation,
     run_job,
 )
 from lambdas.shared.config import Settings
+from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import PermanentError
 
 
@@ -35,9 +35,7 @@ def build_job(
         return AnalyticsJob(settings, now)
     if name == "backup-sync":
         # Its remote HEADs check the clock themselves: a slow destination is slow per call.
-        return BackupSyncJob(
-            settings, now, remaining_ms=budget.remaining_ms if budget else lambda: None
-        )
+        return BackupSyncJob(settings, now, deadline=budget.deadline if budget else Deadline.none)
     raise UnknownJobError(f"unknown job {name!r}; expected one of {', '.join(JOB_NAMES)}")
 
 
@@ -45,7 +43,7 @@ def run_in_lambda(
     name: str,
     settings: Settings,
     now: datetime,
-    context: RemainingTime | None,
+    context: LambdaContextLike | None,
     *,
     cursor: Mapping[str, Any] | None = None,
     first_step: int = 1,

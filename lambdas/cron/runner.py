@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from lambdas.shared import aws
 from lambdas.shared.config import Settings
+from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import iso
 from lambdas.shared.messages import CronContinuation
@@ -26,15 +28,12 @@ from lambdas.shared.producers import send
 JobName = Literal["cleanup", "analytics", "backup-sync"]
 JOB_NAMES: tuple[JobName, ...] = ("cleanup", "analytics", "backup-sync")
 
-# Stop this long before the function's timeout (300 s): one step plus the
-# continuation send must fit in it, and every SDK call times out well inside it.
-DEFAULT_MARGIN_MS = 20_000
+# Another step is started only if, after a step as long as the longest so far, the
+# continuation send can still be made with the AWS client's full timeouts: its worst
+# case (20 s) and the report margin, 21 s.
+STEP_MARGIN_SECONDS = aws.seconds_needed(aws.AWS_TIMEOUTS[0])
 # The message model caps the step number; a chain this long means a runaway job.
 MAX_STEP = 100_000
-
-
-class RemainingTime(Protocol):
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -95,41 +94,41 @@ def parse_now(value: str | None, *, default: datetime | None = None) -> datetime
 
 
 class Budget:
-    """Whether another step fits: Lambda's remaining time, less a margin and the longest
-    step seen so far in this invocation, and a step limit."""
+    """Whether another step fits: the invocation's deadline must leave room for a step
+    as long as the longest seen so far in this invocation and the margin; and a step
+    limit. Without a Lambda context (the CLI) there is no deadline."""
 
     def __init__(
         self,
-        context: RemainingTime | None = None,
+        context: LambdaContextLike | None = None,
         *,
-        margin_ms: int = DEFAULT_MARGIN_MS,
+        margin_seconds: float = STEP_MARGIN_SECONDS,
         max_steps: int = MAX_STEP,
     ) -> None:
         self.context = context
-        self.margin_ms = margin_ms
+        self.margin_seconds = margin_seconds
         self.max_steps = max_steps
-        self.longest_step_ms = 0
-        self._last_remaining: int | None = None
+        self.longest_step_seconds = 0.0
+        self._last_left: float | None = None
 
-    def remaining_ms(self) -> int | None:
-        if self.context is None:
-            return None
-        return int(self.context.get_remaining_time_in_millis())
+    def deadline(self) -> Deadline:
+        return Deadline.from_context(self.context)
 
     def allows_another_step(self, steps_done: int) -> bool:
         if steps_done >= self.max_steps:
             return False
-        remaining = self.remaining_ms()
-        if remaining is None:
+        deadline = self.deadline()
+        left = deadline.seconds_left()
+        if left is None:
             return True
-        if self._last_remaining is not None:
-            self.longest_step_ms = max(self.longest_step_ms, self._last_remaining - remaining)
-        self._last_remaining = remaining
+        if self._last_left is not None:
+            self.longest_step_seconds = max(self.longest_step_seconds, self._last_left - left)
+        self._last_left = left
         # The first step of an invocation always runs: a fresh invocation has its
         # whole timeout, and refusing it would send continuations that never progress.
         if steps_done == 0:
             return True
-        return remaining - self.longest_step_ms > self.margin_ms
+        return deadline.fits(self.longest_step_seconds + self.margin_seconds)
 
 
 Continue = Callable[[CronContinuation], str | None]

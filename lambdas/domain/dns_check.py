@@ -8,15 +8,14 @@ before the user added the records) can never hide a fresh record.
 
 Everything that is not a clear pass is "not yet" with a reason: NXDOMAIN, no
 answer, a wrong target or token, SERVFAIL, REFUSED, timeouts. Each query is
-bounded by ``query_timeout`` and the whole check by the ``time_budget`` the
-caller passes (from the function's remaining time), so a black-holed server can
+bounded by ``query_timeout`` and the whole check by the ``deadline`` the
+caller passes (within the function's own), so a black-holed server can
 slow a check down but never hang it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,9 +29,14 @@ import dns.resolver
 
 from lambdas.domain.hostnames import verification_name
 from lambdas.shared.config import Settings
-from lambdas.shared.errors import ConfigError
+from lambdas.shared.deadline import Deadline
+from lambdas.shared.errors import ConfigError, OutOfTimeError
 
 QUERY_TIMEOUT_SECONDS = 2.0
+# A check asks for the CNAME and the TXT record; one server timing out on the way
+# costs one more query: 3 x 2 s.
+QUERIES_PER_CHECK = 3
+CHECK_WORST_CASE_SECONDS = QUERIES_PER_CHECK * QUERY_TIMEOUT_SECONDS
 MAX_AUTHORITATIVE_SERVERS = 4
 # Below this, a query is not worth starting.
 MIN_QUERY_SECONDS = 0.05
@@ -81,18 +85,18 @@ def _canonical(name: str | dns.name.Name) -> str:
     return str(name).rstrip(".").lower()
 
 
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + max(0.0, seconds)
-
-    def left(self) -> float:
-        return self.at - time.monotonic()
+def _query_time(deadline: Deadline, most: float) -> float | None:
+    """``most`` seconds, or the time left when less; None when not worth a query."""
+    try:
+        return deadline.cap(most, least=MIN_QUERY_SECONDS, what="DNS query")
+    except OutOfTimeError:
+        return None
 
 
 class _Lookup:
     """Queries for one check: a fixed server list, one deadline, slow servers tried last."""
 
-    def __init__(self, servers: Sequence[Server], deadline: _Deadline, query_timeout: float):
+    def __init__(self, servers: Sequence[Server], deadline: Deadline, query_timeout: float):
         self.servers = list(servers)
         self.deadline = deadline
         self.query_timeout = query_timeout
@@ -101,8 +105,8 @@ class _Lookup:
         """A NOERROR or NXDOMAIN response from the first server that gives one."""
         problems: list[str] = []
         for server in list(self.servers):
-            timeout = min(self.query_timeout, self.deadline.left())
-            if timeout < MIN_QUERY_SECONDS:
+            timeout = _query_time(self.deadline, self.query_timeout)
+            if timeout is None:
                 problems.append("out of time")
                 break
             host, port = server
@@ -165,12 +169,12 @@ class DnsChecker:
         return self._bootstrap
 
     # -- finding whom to ask ------------------------------------------------------------
-    def _recursive_addresses(self, name: str, deadline: _Deadline) -> list[str]:
+    def _recursive_addresses(self, name: str, deadline: Deadline) -> list[str]:
         resolver = self.bootstrap()
         found: list[str] = []
         for rdtype in ("A", "AAAA"):
-            lifetime = min(self.query_timeout, deadline.left())
-            if lifetime < MIN_QUERY_SECONDS:
+            lifetime = _query_time(deadline, self.query_timeout)
+            if lifetime is None:
                 break
             try:
                 answer = resolver.resolve(name, rdtype, lifetime=lifetime, search=False)
@@ -181,7 +185,7 @@ class DnsChecker:
             found.extend(rdata.address for rdata in answer)
         return found
 
-    def _servers(self, hostname: str, deadline: _Deadline) -> list[Server]:
+    def _servers(self, hostname: str, deadline: Deadline) -> list[Server]:
         if self.configured:
             servers: list[Server] = []
             for host, port in self.configured:
@@ -194,15 +198,15 @@ class DnsChecker:
             return servers
         return self._authoritative_servers(hostname, deadline)
 
-    def _authoritative_servers(self, hostname: str, deadline: _Deadline) -> list[Server]:
+    def _authoritative_servers(self, hostname: str, deadline: Deadline) -> list[Server]:
         resolver = self.bootstrap()
-        lifetime = min(self.query_timeout * 2, deadline.left())
-        if lifetime < MIN_QUERY_SECONDS:
+        lifetime = _query_time(deadline, self.query_timeout * 2)
+        if lifetime is None:
             raise _UnansweredError("out of time before finding the zone's nameservers")
         try:
             zone = dns.resolver.zone_for_name(hostname, resolver=resolver, lifetime=lifetime)
-            lifetime = min(self.query_timeout, deadline.left())
-            answer = resolver.resolve(zone, "NS", lifetime=max(lifetime, MIN_QUERY_SECONDS))
+            lifetime = _query_time(deadline, self.query_timeout) or MIN_QUERY_SECONDS
+            answer = resolver.resolve(zone, "NS", lifetime=lifetime)
         except dns.exception.DNSException as err:
             raise _UnansweredError(
                 f"could not find the nameservers of {hostname}'s zone: {type(err).__name__}: {err}"
@@ -270,10 +274,9 @@ class DnsChecker:
         return f"no TXT record at {name} yet"
 
     def check(
-        self, hostname: str, *, token: str, target: str, time_budget: float
+        self, hostname: str, *, token: str, target: str, deadline: Deadline
     ) -> DnsCheckResult:
         """Pass when the CNAME (or flattened addresses) and the TXT token are both in place."""
-        deadline = _Deadline(time_budget)
         target = _canonical(target)
         try:
             lookup = _Lookup(self._servers(hostname, deadline), deadline, self.query_timeout)

@@ -10,12 +10,13 @@ from lambdas.domain.providers import provider_from_settings
 from lambdas.domain.records import DomainRepository
 from lambdas.domain.verification import CheckParts, record_refusal, run_check
 from lambdas.shared.config import Settings
+from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import DomainCheck
 from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.producers import enqueue_domain_check
-from lambdas.shared.worker import JobContext, LambdaContextLike, QueueWorker
+from lambdas.shared.worker import JobContext, QueueWorker
 
 
 def check_parts(settings: Settings) -> CheckParts:
@@ -41,7 +42,7 @@ def check_parts(settings: Settings) -> CheckParts:
 
 
 def process(job: DomainCheck, ctx: JobContext) -> None:
-    run_check(job, check_parts(ctx.settings), remaining_seconds=ctx.remaining_ms() / 1000)
+    run_check(job, check_parts(ctx.settings), deadline=ctx.deadline)
 
 
 def on_permanent_failure(job: DomainCheck, err: PermanentError, ctx: JobContext) -> None:

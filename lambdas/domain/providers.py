@@ -28,7 +28,6 @@ is sent only in the Authorization header and never logged or put in an error.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,12 +37,16 @@ from typing import Any, Literal, Protocol
 
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
+from lambdas.shared.deadline import Deadline
 from lambdas.shared.errors import AccessDeniedError, ConfigError, TransientError, aws_errors
 
 ActivationState = Literal["active", "pending", "refused"]
 
 HTTP_TIMEOUT_SECONDS = 5.0
+# A request is not started with less than this for it (a timeout that short only fails).
 MIN_HTTP_SECONDS = 0.2
+# An activation looks the hostname up, then creates or updates it.
+REQUESTS_PER_ACTIVATION = 2
 CLOUDFLARE_ACTIVE = frozenset({"active", "active_redeploying"})
 CLOUDFLARE_REFUSED = frozenset(
     {
@@ -73,16 +76,19 @@ class ActivationResult:
 
 class ActivationProvider(Protocol):
     name: str
+    # How long an activation can take at worst (what its caller sets aside for it).
+    worst_case_seconds: float
 
-    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
-        """Make the hostname serve our content; never longer than ``time_budget`` seconds."""
+    def activate(self, hostname: str, *, deadline: Deadline) -> ActivationResult:
+        """Make the hostname serve our content; never past ``deadline``."""
         ...
 
 
 class DnsOnlyProvider:
     name = "dns-only"
+    worst_case_seconds = 0.0
 
-    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
+    def activate(self, hostname: str, *, deadline: Deadline) -> ActivationResult:
         return ActivationResult("active", "DNS verified", self.name)
 
 
@@ -117,6 +123,7 @@ class CloudflareProvider:
         self._token_source = token
         self._token: str | None = None
         self.http_timeout = http_timeout
+        self.worst_case_seconds = REQUESTS_PER_ACTIVATION * http_timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CloudflareProvider:
@@ -194,13 +201,18 @@ class CloudflareProvider:
         return CloudflareRefusedError(text)
 
     # -- the flow -----------------------------------------------------------------------
-    def activate(self, hostname: str, *, time_budget: float) -> ActivationResult:
-        budget = _Budget(time_budget, self.http_timeout)
+    def _timeout(self, deadline: Deadline) -> float:
+        """The next request's timeout: the client's, or the time left when less."""
+        return deadline.cap(
+            self.http_timeout, least=MIN_HTTP_SECONDS, what="the next Cloudflare request"
+        )
+
+    def activate(self, hostname: str, *, deadline: Deadline) -> ActivationResult:
         try:
             found = self._request(
                 "GET",
                 "/custom_hostnames?" + urllib.parse.urlencode({"hostname": hostname}),
-                timeout=budget.next(),
+                timeout=self._timeout(deadline),
             )
             existing = next(
                 (
@@ -215,7 +227,7 @@ class CloudflareProvider:
                     "POST",
                     "/custom_hostnames",
                     body={"hostname": hostname, "ssl": SSL_SETTINGS},
-                    timeout=budget.next(),
+                    timeout=self._timeout(deadline),
                 )
                 return self._result(created.get("result") or {})
             if str(existing.get("status", "")) in CLOUDFLARE_ACTIVE:
@@ -227,7 +239,7 @@ class CloudflareProvider:
                 "PATCH",
                 f"/custom_hostnames/{urllib.parse.quote(hostname_id, safe='')}",
                 body={"ssl": SSL_SETTINGS},
-                timeout=budget.next(),
+                timeout=self._timeout(deadline),
             )
             return self._result(updated.get("result") or {})
         except CloudflareRefusedError as refusal:
@@ -249,20 +261,6 @@ class CloudflareProvider:
 
 class CloudflareRefusedError(Exception):
     """Cloudflare refused the hostname itself (a 4xx other than auth, zone or rate limit)."""
-
-
-class _Budget:
-    """Per-request timeouts that together stay within the caller's time budget."""
-
-    def __init__(self, seconds: float, per_request: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.per_request = per_request
-
-    def next(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left < MIN_HTTP_SECONDS:
-            raise TransientError("out of time before the next Cloudflare request")
-        return min(self.per_request, left)
 
 
 def _errors_text(document: Any) -> str:

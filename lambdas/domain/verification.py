@@ -15,31 +15,31 @@ retry finds its own attempt recorded but unconfirmed and only sends the follow-u
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.domain.dns_check import DnsChecker
+from lambdas.domain.dns_check import CHECK_WORST_CASE_SECONDS, QUERY_TIMEOUT_SECONDS, DnsChecker
 from lambdas.domain.providers import ActivationProvider
 from lambdas.domain.records import DomainRecord, DomainRepository
-from lambdas.shared.errors import (
-    ConditionFailedError,
-    NotFoundError,
-    PermanentError,
-    TransientError,
-)
+from lambdas.shared import aws
+from lambdas.shared.deadline import Deadline
+from lambdas.shared.errors import ConditionFailedError, NotFoundError, PermanentError
 from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import DomainCheck
 from lambdas.shared.observability import logger, metrics
 
-# Kept back from the function's remaining time for the table writes and the send.
-RESERVED_SECONDS = 2.5
-DNS_BUDGET_SECONDS = 6.0
-PROVIDER_BUDGET_SECONDS = 8.0
-MIN_DNS_BUDGET_SECONDS = 0.5
+# Kept back from the function's remaining time for the write that records the check
+# (the AWS client's shortest timeouts, 3 s, and the report margin: 4 s); the
+# follow-up send and its confirmation after it are resumed by a retry if cut short.
+RESERVED_SECONDS = aws.MIN_CALL_SECONDS
+# The DNS check's budget: its queries' worst case (3 x 2 s = 6 s), and the least it is
+# started with: one query's full timeout (2 s). The provider's budget is its own worst
+# case (Cloudflare: 2 requests x 5 s = 10 s; dns-only: none).
+DNS_BUDGET_SECONDS = CHECK_WORST_CASE_SECONDS
+MIN_DNS_BUDGET_SECONDS = QUERY_TIMEOUT_SECONDS
 
 VerdictState = Literal["active", "not-yet", "refused"]
 
@@ -128,9 +128,8 @@ def _send_followup(parts: CheckParts, job: DomainCheck, delay_seconds: int) -> N
         )
 
 
-def run_check(job: DomainCheck, parts: CheckParts, *, remaining_seconds: float) -> Action | None:
+def run_check(job: DomainCheck, parts: CheckParts, *, deadline: Deadline) -> Action | None:
     """Check once and apply the decision; None when this delivery is a duplicate or stale."""
-    started = time.monotonic()
     record = parts.repository.get(job.hostname)
     if record is None:
         raise NotFoundError(f"no custom domain {job.hostname}")
@@ -145,16 +144,17 @@ def run_check(job: DomainCheck, parts: CheckParts, *, remaining_seconds: float) 
         logger.info("duplicate domain check ignored", extra={"checks": record.checks})
         return None
 
-    dns_budget = min(DNS_BUDGET_SECONDS, remaining_seconds - RESERVED_SECONDS)
-    if dns_budget < MIN_DNS_BUDGET_SECONDS:
-        raise TransientError("too little time left in this invocation for a DNS check")
+    work = deadline.less(RESERVED_SECONDS)  # what is left once the record write is kept
+    work.require(MIN_DNS_BUDGET_SECONDS, "a DNS check")
     result = parts.checker.check(
-        job.hostname, token=record.token, target=parts.target, time_budget=dns_budget
+        job.hostname,
+        token=record.token,
+        target=parts.target,
+        deadline=work.within(DNS_BUDGET_SECONDS),
     )
     if result.ok:
-        left = remaining_seconds - (time.monotonic() - started) - RESERVED_SECONDS
         activation = parts.provider.activate(
-            job.hostname, time_budget=min(PROVIDER_BUDGET_SECONDS, left)
+            job.hostname, deadline=work.within(parts.provider.worst_case_seconds)
         )
         verdict = Verdict(
             "not-yet" if activation.state == "pending" else activation.state,

@@ -5,29 +5,29 @@ setting AWS_ENDPOINT_URL (which boto3 honours) before the first call, and
 :func:`reset_clients` forgets them between tests.
 
 Every call must fail before the function does (a Lambda cut off mid-call fails
-its whole batch and reports nothing). The runtime sets a deadline for each
-invocation (:func:`call_deadline`); each call then goes through the client
-with the longest timeouts whose worst case (connect + read per attempt, all
-attempts, the retry backoff) still ends a margin before that deadline, and is
-refused with :class:`OutOfTimeError` (retried later, like any transient
+its whole batch and reports nothing). The runtime binds a deadline for each
+invocation (``Deadline.bound`` in lambdas.shared.deadline); each call then
+goes through the client with the longest timeouts whose worst case (connect +
+read per attempt, all attempts, the retry backoff) still ends a margin before
+that deadline, and is refused with :class:`OutOfTimeError` (retried later, like any transient
 failure) when not even the shortest fits. The functions below hand out
 proxies that choose per call, so a client kept for a while stays honest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
-from lambdas.shared.errors import OutOfTimeError
+from lambdas.shared.deadline import Deadline
+from lambdas.shared.errors import TransientError, aws_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,45 +74,31 @@ AWS_TIMEOUTS: tuple[Timeouts, ...] = (
     Timeouts(1, 2, 1),
 )
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "pixflare_call_deadline", default=None
-)
-
 
 def worst_case_call_seconds() -> float:
     """How long one client call can take before it fails, SDK retries included."""
     return AWS_TIMEOUTS[0].worst_case_seconds()
 
 
-@contextlib.contextmanager
-def call_deadline(seconds_left: float | None) -> Iterator[None]:
-    """Within the block, every call made through these clients (and the destination
-    clients of the backup) ends before ``seconds_left`` from now; None: no deadline."""
-    token = _deadline.set(None if seconds_left is None else time.monotonic() + seconds_left)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+def seconds_needed(*calls: Timeouts) -> float:
+    """Time that must be left to make these calls one after another, each with these
+    timeouts at worst, and still report: what every time threshold is derived from."""
+    return sum(t.worst_case_seconds() for t in calls) + REPORT_MARGIN_SECONDS
 
 
-def seconds_left() -> float | None:
-    """Time until the current deadline, or None without one."""
-    end = _deadline.get()
-    return None if end is None else end - time.monotonic()
+# The least time in which one AWS call can be made at all (its shortest timeouts, 3 s,
+# and the report margin): 4 s.
+MIN_CALL_SECONDS = seconds_needed(AWS_TIMEOUTS[-1])
 
 
 def timeouts_for_now(choices: Sequence[Timeouts], what: str) -> Timeouts:
     """The longest of ``choices`` (longest first) whose worst case fits the time left."""
-    left = seconds_left()
-    if left is None:
-        return choices[0]
+    deadline = Deadline.current()
     for timeouts in choices:
-        if timeouts.worst_case_seconds() <= left - REPORT_MARGIN_SECONDS:
+        if deadline.fits(seconds_needed(timeouts)):
             return timeouts
-    raise OutOfTimeError(
-        f"{what}: not started, {max(left, 0.0):.1f} s left in this invocation "
-        f"(a call needs up to {choices[-1].worst_case_seconds() + REPORT_MARGIN_SECONDS:.0f} s)"
-    )
+    deadline.require(seconds_needed(choices[-1]), what)
+    return choices[-1]  # the time ran out between the two looks: the shortest, then
 
 
 def in_this_context[T](fn: Callable[..., T]) -> Callable[..., T]:
@@ -194,6 +180,45 @@ def rekognition() -> RekognitionClient:
 
 def secretsmanager() -> SecretsManagerClient:
     return client("secretsmanager")
+
+
+# -- what a batch API hands back unprocessed ----------------------------------------------
+# One policy for every batch call: retried a bounded number of rounds with a short,
+# growing pause (unprocessed items come back under throttling), then a TransientError.
+UNPROCESSED_ROUNDS = 8
+UNPROCESSED_BACKOFF_SECONDS = 0.05
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+
+
+def pause_for_unprocessed(round_number: int) -> None:
+    """Give a throttled table (or queue) a moment before the next round (at most 1 s)."""
+    time.sleep(min(1.0, UNPROCESSED_BACKOFF_SECONDS * (2**round_number)))
+
+
+def batch_get_items(
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    what: str,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """BatchGetItem of ``keys`` (100 a call), unprocessed keys retried under the policy
+    above; ``options`` go with the keys (ConsistentRead, ProjectionExpression, ...)."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + BATCH_GET_LIMIT]), **options}
+        }
+        for round_number in range(UNPROCESSED_ROUNDS):
+            with aws_errors(what):
+                response = dynamodb().batch_get_item(RequestItems=request)
+            items.extend(response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            pause_for_unprocessed(round_number)
+        else:
+            raise TransientError(f"{what}: still throttled after {UNPROCESSED_ROUNDS} rounds")
+    return items
 
 
 def reset_clients() -> None:

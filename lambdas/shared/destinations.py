@@ -10,7 +10,7 @@ command, never in a log line, an error message or a command's output.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,20 +24,18 @@ from lambdas.shared.errors import PermanentError, aws_errors
 
 ALL_DESTINATIONS_INDEX = "all-destinations"
 DESTINATION_KIND = "destination"
+# Read only the key: whether an owner has a destination, not what it is.
+_OWNER_ONLY: dict[str, Any] = {
+    "ProjectionExpression": "#o",
+    "ExpressionAttributeNames": {"#o": "owner"},
+}
 
 
 def destination_exists(settings: Settings, owner: str) -> bool:
     """True when the owner has configured a backup destination (no table, no destination)."""
     if not settings.destinations_table:
         return False
-    with aws_errors(f"look up backup destination of {owner}"):
-        response = aws.dynamodb().get_item(
-            TableName=settings.destinations_table,
-            Key={"owner": serialize(owner)},
-            ProjectionExpression="#o",
-            ExpressionAttributeNames={"#o": "owner"},
-        )
-    return "Item" in response
+    return DestinationRepository(settings.destinations_table).exists(owner)
 
 
 @dataclass(frozen=True)
@@ -176,6 +174,19 @@ class DestinationRepository:
         item = response.get("Item")
         return Destination.from_item(item) if item else None
 
+    def exists(self, owner: str) -> bool:
+        with aws_errors(f"look up backup destination of {owner}"):
+            response = aws.dynamodb().get_item(
+                TableName=self.table, Key={"owner": serialize(owner)}, **_OWNER_ONLY
+            )
+        return "Item" in response
+
+    def owners_among(self, owners: Iterable[str]) -> set[str]:
+        """Which of these owners have a destination (BatchGetItem, 100 keys a call)."""
+        keys = [{"owner": serialize(owner)} for owner in sorted(set(owners))]
+        items = aws.batch_get_items(self.table, keys, "look up backup destinations", **_OWNER_ONLY)
+        return {str(from_item(item)["owner"]) for item in items}
+
     def put(self, destination: Destination) -> None:
         """Create or replace the owner's destination (one per owner)."""
         with aws_errors(f"save backup destination of {destination.owner}"):
@@ -193,9 +204,9 @@ class DestinationRepository:
             "TableName": self.table,
             "IndexName": ALL_DESTINATIONS_INDEX,
             "KeyConditionExpression": "#k = :k",
-            "ExpressionAttributeNames": {"#k": "kind", "#o": "owner"},
+            "ExpressionAttributeNames": {"#k": "kind", **_OWNER_ONLY["ExpressionAttributeNames"]},
             "ExpressionAttributeValues": {":k": serialize(DESTINATION_KIND)},
-            "ProjectionExpression": "#o",
+            "ProjectionExpression": _OWNER_ONLY["ProjectionExpression"],
             "Limit": limit,
         }
         if start_key:

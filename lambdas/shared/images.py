@@ -6,7 +6,7 @@ docs/internals.md. Nothing here scans the table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -14,12 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.shared import aws
 from lambdas.shared.dynamo import from_item, serialize, to_item, update_expression
-from lambdas.shared.errors import (
-    ConditionFailedError,
-    PermanentError,
-    TransientError,
-    aws_errors,
-)
+from lambdas.shared.errors import ConditionFailedError, PermanentError, aws_errors
 from lambdas.shared.keys import ImagePath
 
 VariantsStatus = Literal["pending", "ready", "failed"]
@@ -82,6 +77,8 @@ class ImageRecord(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     backup_status: BackupStatus = "none"
     backup: dict[str, Any] = Field(default_factory=dict)
+    # When the image entered its backup status (the by-backup-state index's sort key).
+    backup_state_at: str | None = None
     ai: dict[str, Any] | None = None
     deleted_at: str | None = None
 
@@ -231,46 +228,99 @@ class ImageRepository:
             condition="attribute_not_exists(deleted_at)",
         )
 
+    # -- conditional updates: each condition written once, here -------------------------
+    def update_unless_deleted(
+        self,
+        image_id: str,
+        set_fields: Mapping[str, Any],
+        remove_fields: Iterable[str] = (),
+        *,
+        return_new: bool = False,
+    ) -> ImageRecord | None:
+        """Update an image that is not soft-deleted."""
+        return self.update(
+            image_id,
+            set_fields,
+            remove_fields,
+            condition="attribute_not_exists(deleted_at)",
+            return_new=return_new,
+        )
+
+    def record_ai(self, image_id: str, value: Mapping[str, Any]) -> None:
+        """Store labels on an image that is not deleted and whose variants are ready."""
+        self.update(
+            image_id,
+            {"ai": value},
+            condition="attribute_not_exists(deleted_at) AND #vs = :ready",
+            condition_names={"#vs": "variants_status"},
+            condition_values={":ready": "ready"},
+        )
+
+    def update_for_owner(self, image_id: str, owner: str, set_fields: Mapping[str, Any]) -> None:
+        """Update the image only if it belongs to ``owner``."""
+        self.update(
+            image_id,
+            set_fields,
+            condition="#owner = :owner",
+            condition_names={"#owner": "owner"},
+            condition_values={":owner": owner},
+        )
+
+    def update_backup(
+        self, image_id: str, set_fields: Mapping[str, Any], remove_fields: Iterable[str] = ()
+    ) -> None:
+        """Update an image whose backup has not been deleted (a deleted image stays so)."""
+        self.update(
+            image_id,
+            set_fields,
+            remove_fields,
+            condition="#bs <> :deleted",
+            condition_names={"#bs": "backup_status"},
+            condition_values={":deleted": "deleted"},
+        )
+
+    def update_if_backup_state(
+        self, image_id: str, set_fields: Mapping[str, Any], *, status: BackupStatus, since: str
+    ) -> None:
+        """Update only if the backup is still in ``status``, entered at ``since`` (as read)."""
+        self.update(
+            image_id,
+            set_fields,
+            condition="#bs = :status AND #bsa = :since",
+            condition_names={"#bs": "backup_status", "#bsa": "backup_state_at"},
+            condition_values={":status": status, ":since": since},
+        )
+
     def delete(self, record: ImageRecord) -> None:
         """Remove the record and its path claim together (already gone counts as done)."""
-        with aws_errors(f"delete image {record.image_id}"):
-            aws.dynamodb().transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self.table,
-                            "Key": {"pk": serialize(image_pk(record.image_id))},
-                        }
-                    },
-                    {
-                        "Delete": {
-                            "TableName": self.table,
-                            "Key": {"pk": serialize(claim_pk(record.path))},
-                        }
-                    },
-                ]
-            )
+        self.delete_many([record])
+
+    def delete_many(self, records: Sequence[ImageRecord]) -> int:
+        """Each record with its path claim, all in one transaction (absent items are no
+        error; at most 50 records: DynamoDB allows 100 actions a transaction)."""
+        actions: list[Any] = [
+            {"Delete": {"TableName": self.table, "Key": {"pk": serialize(pk)}}}
+            for record in records
+            for pk in (image_pk(record.image_id), claim_pk(record.path))
+        ]
+        what = (
+            f"delete image {records[0].image_id}"
+            if len(records) == 1
+            else (f"delete {len(records)} image records")
+        )
+        with aws_errors(what):
+            aws.dynamodb().transact_write_items(TransactItems=actions)
+        return len(records)
 
     def claimed_paths(self, paths: Iterable[ImagePath]) -> dict[str, str]:
         """Which of these paths belong to an image: claim -> imageId, by BatchGetItem."""
-        wanted = list({p.claim: p for p in paths}.values())
+        wanted = {p.claim: p for p in paths}
+        keys = [{"pk": serialize(claim_pk(p))} for p in wanted.values()]
+        items = aws.batch_get_items(self.table, keys, "look up image paths", ConsistentRead=True)
         found: dict[str, str] = {}
-        for start in range(0, len(wanted), 100):
-            keys: list[dict[str, Any]] = [
-                {"pk": serialize(claim_pk(p))} for p in wanted[start : start + 100]
-            ]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            for _ in range(10):  # bounded: unprocessed keys come back under throttling
-                with aws_errors("look up image paths"):
-                    response = aws.dynamodb().batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    data = from_item(item)
-                    found[str(data["pk"]).removeprefix("path#")] = str(data["image_id"])
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise TransientError("path look-up still throttled after 10 rounds")
+        for item in items:
+            data = from_item(item)
+            found[str(data["pk"]).removeprefix("path#")] = str(data["image_id"])
         return found
 
     def query_index(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol
+from typing import Any, Generic
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -36,6 +36,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from lambdas.shared import aws
 from lambdas.shared.config import Settings, load_settings
+from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import (
     InvalidMessageError,
     PermanentError,
@@ -47,17 +48,11 @@ from lambdas.shared.observability import logger, metrics
 
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 900
-# A record is not started with less time than this left: it would be cut off half-way.
-MIN_REMAINING_MS_TO_START = 3_000
+# A record is not started unless its first AWS call can be made (at its shortest
+# timeouts, and reported after): aws.MIN_CALL_SECONDS, 4 s.
+MIN_SECONDS_TO_START = aws.MIN_CALL_SECONDS
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 REASON_ATTRIBUTE_LIMIT = 1000
-
-
-class LambdaContextLike(Protocol):
-    aws_request_id: str
-    function_name: str
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 def backoff_seconds(receive_count: int, *, base: int | None = None, cap: int | None = None) -> int:
@@ -78,10 +73,11 @@ class JobContext:
     lambda_context: LambdaContextLike | None = None
     started: float = field(default_factory=time.monotonic)
 
-    def remaining_ms(self) -> int:
-        if self.lambda_context is None:
-            return 60_000
-        return int(self.lambda_context.get_remaining_time_in_millis())
+    @property
+    def deadline(self) -> Deadline:
+        """When this invocation ends (read from the context each time); no context
+        (a job run outside Lambda): no deadline."""
+        return Deadline.from_context(self.lambda_context)
 
 
 Process = Callable[[M, JobContext], Any]
@@ -119,7 +115,7 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
             self._handle_record(record, settings, context)
 
         # Every AWS call of this invocation ends before the function's own timeout.
-        with aws.call_deadline(invocation_seconds_left(context)):
+        with Deadline.from_context(context).bound():
             response = process_partial_response(
                 event=event,
                 record_handler=record_handler,
@@ -142,8 +138,7 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
                 return
             with logger.append_context_keys(**job.log_keys()):
                 try:
-                    if job_context.remaining_ms() < MIN_REMAINING_MS_TO_START:
-                        raise TransientError("too little time left in this invocation to start")
+                    job_context.deadline.require(MIN_SECONDS_TO_START, "this record")
                     self._run(job, job_context)
                 except PermanentError as err:
                     self._give_up(job, err, job_context)
@@ -266,13 +261,6 @@ def _queue_url_from_arn(arn: str | None) -> str:
 
 
 _WORKERS: list[QueueWorker[Any]] = []
-
-
-def invocation_seconds_left(context: LambdaContextLike | None) -> float | None:
-    """The invocation's remaining time, or None when there is no Lambda context."""
-    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
-        return None
-    return float(context.get_remaining_time_in_millis()) / 1000
 
 
 def reset_workers() -> None:

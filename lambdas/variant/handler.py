@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.observability import logger, publish_metrics, tracer
-from lambdas.shared.worker import LambdaContextLike, QueueWorker
+from lambdas.shared.worker import QueueWorker
 from lambdas.variant.pipeline import process_variant_job, record_variant_failure
 
 worker = QueueWorker(

@@ -33,7 +33,6 @@ from lambdas.shared.errors import (
     ConditionFailedError,
     NotFoundError,
     PermanentError,
-    TransientError,
     aws_errors,
 )
 from lambdas.shared.images import ImageRecord, ImageRepository, iso, utcnow
@@ -49,9 +48,12 @@ VARIANT_CACHE_CONTROL = "public, max-age=31536000, immutable"
 # No original can legitimately be larger than the largest upload.
 MAX_ORIGINAL_BYTES = MAX_UPLOAD_BYTES
 # Time a stage needs to finish once started; with less left, the job is retried
-# later rather than cut off half-way by the function timeout.
-VARIANTS_MIN_REMAINING_MS = 10_000
-AI_MIN_REMAINING_MS = 4_000
+# later rather than cut off half-way by the function timeout. Each stage's calls,
+# one after another at the AWS client's shortest timeouts (3 s), and the report margin:
+# variants: get the original, put the variants (in parallel), update the record: 10 s;
+# AI: detect labels, update the record: 7 s.
+VARIANTS_STAGE_SECONDS = aws.seconds_needed(*[aws.AWS_TIMEOUTS[-1]] * 3)
+AI_STAGE_SECONDS = aws.seconds_needed(*[aws.AWS_TIMEOUTS[-1]] * 2)
 STORE_THREADS = 4
 ERROR_TEXT_LIMIT = 1000
 
@@ -109,11 +111,6 @@ def variant_record_fields(
         "timings": timings,
         "variants_source": source,
     }
-
-
-def _require_time(ctx: JobContext, needed_ms: int, stage: str) -> None:
-    if ctx.remaining_ms() < needed_ms:
-        raise TransientError(f"too little time left to start the {stage} stage")
 
 
 def _elapsed_ms(start: float) -> float:
@@ -204,12 +201,8 @@ def render_and_record(
     fields = variant_record_fields(record, renditions, source=source, timings=timings)
     try:
         # ai describes the original the variants came from: a fresh render starts it over.
-        updated = images.update(
-            record.image_id,
-            fields,
-            ["error", "ai"],
-            condition="attribute_not_exists(deleted_at)",
-            return_new=True,
+        updated = images.update_unless_deleted(
+            record.image_id, fields, ["error", "ai"], return_new=True
         )
     except ConditionFailedError:
         # Deleted (or removed) while rendering: the daily cleanup removes its objects.
@@ -254,13 +247,7 @@ def run_ai_stage(
         value = ai.ai_failure(str(err), at=at)
         outcome = "failed"
     try:
-        images.update(
-            record.image_id,
-            {"ai": value},
-            condition="attribute_not_exists(deleted_at) AND #vs = :ready",
-            condition_names={"#vs": "variants_status"},
-            condition_values={":ready": "ready"},
-        )
+        images.record_ai(record.image_id, value)
     except ConditionFailedError:
         logger.info("image deleted or no longer ready; labels not recorded")
         return "skipped"
@@ -284,7 +271,7 @@ def process_variant_job(job: VariantJob, ctx: JobContext) -> JobOutcome:
     if variants_ready_for_original(record):
         variants_outcome = "already-ready"
     else:
-        _require_time(ctx, VARIANTS_MIN_REMAINING_MS, "variants")
+        ctx.deadline.require(VARIANTS_STAGE_SECONDS, "the variants stage")
         start = time.perf_counter()
         original = fetch_original(settings, record)
         updated, renditions = render_and_record(
@@ -299,7 +286,7 @@ def process_variant_job(job: VariantJob, ctx: JobContext) -> JobOutcome:
     elif record.ai is not None:
         ai_outcome = "already-done"
     else:
-        _require_time(ctx, AI_MIN_REMAINING_MS, "AI")
+        ctx.deadline.require(AI_STAGE_SECONDS, "the AI stage")
         ai_outcome = run_ai_stage(settings, images, record, renditions, original)
     outcome = JobOutcome(variants_outcome, ai_outcome)
     logger.info("variant job finished", extra={"variants": outcome.variants, "ai": outcome.ai})
@@ -310,13 +297,11 @@ def record_variant_failure(job: VariantJob, err: PermanentError, ctx: JobContext
     """The permanent-failure hook: the record shows ``failed`` and why."""
     images = ImageRepository(ctx.settings.require("images_table"))
     try:
-        images.update(
+        # Only the image this job names, for the owner it names.
+        images.update_for_owner(
             job.image_id,
+            job.owner,
             {"variants_status": "failed", "error": str(err)[:ERROR_TEXT_LIMIT]},
-            # Only the image this job names, for the owner it names.
-            condition="#owner = :owner",
-            condition_names={"#owner": "owner"},
-            condition_values={":owner": job.owner},
         )
     except ConditionFailedError:
         logger.warning("no record to mark failed", extra={"reason": str(err)})

@@ -3,19 +3,23 @@ and an S3-compatible target reached over HTTP on loopback with its own credentia
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from lambdas.backup import handler as backup_handler
-from lambdas.backup.crypto import MAGIC, SCHEME
+from lambdas.backup.crypto import MAGIC, SCHEME, read_header
 from lambdas.backup.destinations import DestinationRequest, configure_destination
 from lambdas.backup.restore import BackupMismatchError, restore_backup, verify_backup
+from lambdas.shared import aws as shared_aws
 from lambdas.shared import worker
 from lambdas.shared.config import load_settings
 from lambdas.shared.destinations import DestinationCredentials
@@ -24,7 +28,7 @@ from lambdas.shared.observability import logger
 from lambdas.shared.producers import enqueue_backup_job
 from lambdas.shared.uploads import store_upload
 from tests.conftest import use_env
-from tests.support.aws_resources import Resources, receive_all
+from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.events import FakeLambdaContext, event_from_received
 from tests.support.s3_target import S3Target
 
@@ -53,6 +57,21 @@ def log_text(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
 def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
     use_env(monkeypatch, aws.env("backup"))
     return aws
+
+
+@pytest.fixture
+def kms_calls(env: Resources) -> list[tuple[str, dict[str, Any]]]:
+    """(operation, parameters) of every GenerateDataKey and Decrypt our KMS client makes,
+    whichever of its timeout variants makes it (the calls still reach moto)."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    for client in shared_aws.client("kms").every_client():
+        for operation in ("GenerateDataKey", "Decrypt"):
+            client.meta.events.register(f"provide-client-params.kms.{operation}", hook)
+    return calls
 
 
 def jpeg(size: int, seed: int = 1) -> bytes:
@@ -209,6 +228,62 @@ def test_tampered_encrypted_backup_fails_verify_and_restore_leaves_no_file(
     with pytest.raises(Exception, match=r"failed authentication|truncated"):
         restore_backup(load_settings(), image_id, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_key_is_bound_to_its_owner_and_image_as_documented(
+    env: Resources, target: S3Target, kms_calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    # Given an encrypted backup (docs/backup-format.md: the data key's encryption
+    # context is {"owner": owner, "imageId": imageId}, on wrap and on unwrap)
+    owner = "bound-owner"
+    set_destination(target, owner, encrypt=True)
+    upload = store_upload(
+        load_settings(), jpeg(70_000, seed=5), owner=owner, album="a", filename="k.jpg"
+    )
+    image_id = upload.record.image_id
+    kms_calls.clear()  # the destination's credentials were encrypted while setting it
+    assert run_backup_queue(env) == []
+    stored, metadata = target.read(f"pixflare/{owner}/a/k.jpg")
+    header, _ = read_header(io.BytesIO(stored).read)
+    assert metadata["pixflare-image-id"] == image_id
+    documented = {"owner": owner, "imageId": metadata["pixflare-image-id"]}
+
+    # Then the backup asked KMS for one AES-256 data key with exactly that context
+    generated = [params for op, params in kms_calls if op == "GenerateDataKey"]
+    assert [p["EncryptionContext"] for p in generated] == [documented]
+    assert [p["KeySpec"] for p in generated] == ["AES_256"]
+    # and decrypted nothing but the destination's credentials (context: the owner alone)
+    decrypted = [params for op, params in kms_calls if op == "Decrypt"]
+    assert all(p["EncryptionContext"] == {"owner": owner} for p in decrypted)
+    assert all(p["CiphertextBlob"] != header.wrapped_key for p in decrypted)
+
+    # When the backup is read back
+    kms_calls.clear()
+    assert verify_backup(load_settings(), image_id).sha256 == upload.record.sha256
+
+    # Then the wrapped key was unwrapped once, with exactly the same context
+    unwrapped = [
+        params
+        for op, params in kms_calls
+        if op == "Decrypt" and params["CiphertextBlob"] == header.wrapped_key
+    ]
+    assert [p["EncryptionContext"] for p in unwrapped] == [documented]
+    assert [p["KeyId"] for p in unwrapped] == [header.key_id]
+
+    # And the wrapped key opens with the documented context only: not for the owner
+    # alone, nor under another image's id
+    kms = boto3.client("kms", region_name=REGION)
+    assert (
+        len(
+            kms.decrypt(CiphertextBlob=header.wrapped_key, EncryptionContext=documented)[
+                "Plaintext"
+            ]
+        )
+        == 32
+    )
+    for wrong in ({"owner": owner}, {"owner": owner, "imageId": "0" * 32}):
+        with pytest.raises(ClientError, match="InvalidCiphertextException"):
+            kms.decrypt(CiphertextBlob=header.wrapped_key, EncryptionContext=wrong)
 
 
 def test_plain_backup_that_changed_fails_restore(
@@ -396,7 +471,7 @@ def test_destination_down_then_back(
 def test_no_part_starts_without_time_for_a_single_attempt_destination_call(
     env: Resources, target: S3Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lambdas.backup.jobs import MIN_REMAINING_MS_FOR_PART
+    from lambdas.backup.jobs import PART_SECONDS
     from lambdas.backup.remote import REMOTE_TIMEOUTS
 
     monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)
@@ -404,11 +479,12 @@ def test_no_part_starts_without_time_for_a_single_attempt_destination_call(
     upload = store_upload(
         load_settings(), jpeg(2000), owner="late-owner", album="a", filename="late.jpg"
     )
-    assert REMOTE_TIMEOUTS[1].worst_case_seconds() * 1000 < MIN_REMAINING_MS_FOR_PART
+    # (the threshold comes from the destination client's own timeouts)
+    assert REMOTE_TIMEOUTS[1].worst_case_seconds() < PART_SECONDS
 
     # Given an invocation with less time left than one destination call may take
     messages = receive_all(env.queue_urls["backup"])
-    late = FakeLambdaContext(MIN_REMAINING_MS_FOR_PART - 1000)
+    late = FakeLambdaContext(int(PART_SECONDS * 1000) - 1000)
     response = backup_handler.handler(event_from_received(messages, env.queue_arns["backup"]), late)
 
     # Then the job is handed back untouched, and a later delivery with time syncs it

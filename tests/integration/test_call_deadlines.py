@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from lambdas.shared import aws as shared_aws
+from lambdas.shared.deadline import Deadline
 from lambdas.shared.errors import TransientError, aws_errors
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.worker import JobContext, QueueWorker
@@ -57,7 +58,7 @@ def test_a_stalled_endpoint_fails_the_call_before_the_deadline(
     started = time.monotonic()
     # When a call is made, it fails as a transient error (retried later) ...
     with (
-        shared_aws.call_deadline(seconds_left),
+        Deadline.in_seconds(seconds_left).bound(),
         pytest.raises(TransientError, match=r"(?i)read timeout"),
         aws_errors("get queue attributes"),
     ):
@@ -81,8 +82,8 @@ def test_a_record_with_no_time_left_for_its_calls_is_handed_back_unstarted(
     worker = QueueWorker(name="deadline", model=VariantJob, process=process, idempotent=False)
     record = sqs_record(VariantJob(imageId="a" * 32, owner="alice").to_body())
 
-    # Given an invocation with 3.5 s left: enough to start a record (3 s), too little
-    # for a call's shortest timeouts and the report after them (3 s + 1 s)
+    # Given an invocation with 3.5 s left: too little for a call's shortest timeouts
+    # and the report after them (3 s + 1 s), so too little to start a record
     response = worker.handle(sqs_event([record]), FakeLambdaContext(remaining_ms=3_500))
 
     # Then the record is handed back for a retry, and no request was sent

@@ -8,6 +8,7 @@ import dns.resolver
 import pytest
 
 from lambdas.domain.dns_check import DnsChecker
+from lambdas.shared.deadline import Deadline
 from lambdas.shared.errors import ConfigError
 from tests.support.dns_server import BlackHoleDnsServer, LoopbackDnsServer, TestZone
 
@@ -40,7 +41,7 @@ def checker(server: LoopbackDnsServer) -> DnsChecker:
 
 
 def check(checker: DnsChecker, token: str = TOKEN) -> tuple[bool, str | None]:
-    result = checker.check(HOST, token=token, target=TARGET, time_budget=BUDGET)
+    result = checker.check(HOST, token=token, target=TARGET, deadline=Deadline.in_seconds(BUDGET))
     return result.ok, result.reason
 
 
@@ -80,12 +81,41 @@ def test_wrong_token_is_not_yet(zone: TestZone, checker: DnsChecker) -> None:
     assert reason == f"TXT {VERIFY} has 2 value(s), none equal to the token"
 
 
+# Tokens are secrets.token_urlsafe: mixed case, and case is part of the token.
+MIXED_TOKEN = "4oT1f1m1nB7o0f6K1qkqS8g6mVq9D3sY"
+
+
+@pytest.mark.parametrize(
+    "published",
+    [
+        MIXED_TOKEN.swapcase(),
+        MIXED_TOKEN.lower(),
+        MIXED_TOKEN.upper(),
+        MIXED_TOKEN[0] + MIXED_TOKEN[1].upper() + MIXED_TOKEN[2:],  # one letter's case
+        f'"{MIXED_TOKEN}"',
+        f" {MIXED_TOKEN} ",
+    ],
+    ids=["swapcase", "lower", "upper", "one-letter", "quoted", "spaces"],
+)
+def test_token_must_match_exactly(zone: TestZone, checker: DnsChecker, published: str) -> None:
+    # Given the CNAME right and the TXT holding the token changed (case, quotes, spaces)
+    assert published != MIXED_TOKEN
+    zone.set(HOST, "CNAME", TARGET)
+    zone.set(VERIFY, "TXT", published)
+    ok, reason = check(checker, MIXED_TOKEN)
+    assert not ok
+    assert reason == f"TXT {VERIFY} has 1 value(s), none equal to the token"
+    # while the token itself, as given, passes
+    zone.set(VERIFY, "TXT", published, MIXED_TOKEN)
+    assert check(checker, MIXED_TOKEN) == (True, None)
+
+
 def test_flattened_addresses_of_the_target_pass(zone: TestZone, checker: DnsChecker) -> None:
     # A provider that flattens CNAMEs at the apex-like level serves the target's addresses
     zone.set(HOST, "A", TARGET_V4)
     zone.set(HOST, "AAAA", TARGET_V6)
     zone.set(VERIFY, "TXT", TOKEN)
-    result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=BUDGET)
+    result = checker.check(HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(BUDGET))
     assert result.ok
     assert result.flattened
 
@@ -131,7 +161,7 @@ def test_large_answer_is_fetched_over_tcp(zone: TestZone, checker: DnsChecker) -
 def test_server_that_never_answers_times_out(zone: TestZone) -> None:
     with BlackHoleDnsServer() as silent:
         checker = DnsChecker([silent.nameserver], query_timeout=0.2)
-        result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=1.0)
+        result = checker.check(HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(1.0))
     assert not result.ok
     assert result.reason is not None
     assert f"CNAME {HOST}: timed out asking {silent.nameserver}" in result.reason
@@ -143,7 +173,9 @@ def test_silent_server_is_skipped_for_a_live_one(zone: TestZone, server: Loopbac
     zone.set(VERIFY, "TXT", TOKEN)
     with BlackHoleDnsServer() as silent:
         checker = DnsChecker([silent.nameserver, server.nameserver], query_timeout=0.2)
-        result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=BUDGET)
+        result = checker.check(
+            HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(BUDGET)
+        )
     assert result.ok
     # The silent one was asked once, then moved to the back of the list
     assert silent.received == 1
@@ -152,7 +184,7 @@ def test_silent_server_is_skipped_for_a_live_one(zone: TestZone, server: Loopbac
 def test_budget_spent_means_not_yet(zone: TestZone) -> None:
     with BlackHoleDnsServer() as silent:
         checker = DnsChecker([silent.nameserver], query_timeout=0.2)
-        result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=0.0)
+        result = checker.check(HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(0.0))
     assert not result.ok
     assert result.reason is not None
     assert "out of time" in result.reason
@@ -172,7 +204,7 @@ def test_authoritative_servers_are_found_by_walking_up(
     bootstrap.port = server.port
     checker = DnsChecker(bootstrap=bootstrap, authoritative_port=server.port, query_timeout=1.0)
 
-    result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=BUDGET)
+    result = checker.check(HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(BUDGET))
 
     assert result.ok
     asked = [(name, rtype) for name, rtype, _ in zone.queries]
@@ -188,7 +220,7 @@ def test_zone_without_nameserver_addresses_is_not_yet(
     bootstrap.nameservers = ["127.0.0.1"]
     bootstrap.port = server.port
     checker = DnsChecker(bootstrap=bootstrap, authoritative_port=server.port, query_timeout=1.0)
-    result = checker.check(HOST, token=TOKEN, target=TARGET, time_budget=BUDGET)
+    result = checker.check(HOST, token=TOKEN, target=TARGET, deadline=Deadline.in_seconds(BUDGET))
     assert not result.ok
     assert result.reason == "the nameservers of example.test have no addresses"
 

@@ -47,6 +47,11 @@ class CountingJob:
 
 
 class Clock:
+    """A Lambda context whose remaining time the test moves."""
+
+    aws_request_id = "request"
+    function_name = "cron"
+
     def __init__(self, remaining: list[int]) -> None:
         self.remaining = remaining
 
@@ -63,7 +68,7 @@ def test_runner_without_deadline_loops_until_done() -> None:
 
 
 def test_runner_stops_before_the_margin_and_hands_on_the_cursor() -> None:
-    # Given an invocation with 180 s left, 50 s per step and a 20 s margin
+    # Given an invocation with 180 s left, 50 s per step and a 21 s margin
     remaining = [180_000]
     job = CountingJob(10, clock=remaining)
     sent: list[CronContinuation] = []
