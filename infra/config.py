@@ -1,9 +1,10 @@
 """Every name and number the CDK app uses, in one place.
 
-The runtime side reads the same environment variable names in
-``lambdas/shared/config.py``; docs/internals.md is the contract between the two.
-Context values (``cdk synth -c key=value`` or cdk.json) are parsed and checked
-here, so a bad value fails the synth with the key's name in the message.
+The runtime settings (variable, context key, default, bounds, meaning) are
+declared once, in ``lambdas/shared/config.py``; context values (``cdk synth -c
+key=value`` or cdk.json) are parsed through that model here, so a bad value fails
+the synth with the key's name in the message, and each function's environment is
+rendered from it. docs/internals.md lists the names both sides use.
 """
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from lambdas.shared.config import (
+    SETTINGS,
+    InvalidSettingsError,
+    Settings,
+    SettingSpec,
+    env_value,
+    settings_from_env,
+)
 
 STACK_NAME = "PixflareJobs"
 
@@ -204,41 +214,26 @@ OUTPUT_CRON_QUEUE = "CronQueueUrl"
 OUTPUT_CRON_FUNCTION = "CronFunctionName"
 OUTPUT_RUNTIME_SETTINGS = "RuntimeSettings"
 
-CUSTOM_DOMAIN_PROVIDERS = ("dns-only", "cloudflare")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"context {key}: expected true or false, got {value!r}")
-
-
-def _as_int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"context {key}: expected an integer, got {value!r}") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        upper = "" if maximum is None else f" and {maximum}"
-        raise ValueError(f"context {key}: expected a value between {minimum}{upper}, got {number}")
-    return number
-
-
-def _as_float(key: str, value: Any, minimum: float, maximum: float) -> float:
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f"context {key}: expected a number, got {value!r}") from None
-    if not minimum <= number <= maximum:
-        raise ValueError(f"context {key}: expected {minimum}..{maximum}, got {number}")
-    return number
+# --- Context -------------------------------------------------------------------
+# The runtime settings' context keys, defaults and bounds are declared once, on
+# lambdas.shared.config.Settings; the context is parsed through that model. Besides
+# them the app reads the alarm e-mail and the schedules.
+ALARM_EMAIL_CONTEXT = "alarmEmail"  # empty: the alarms' topic has no subscription
+# Runtime settings deploy time sets: rendered into the functions' environments.
+# Never a secret, never a resource name (the stack sets those).
+DEPLOYED_SETTINGS: tuple[SettingSpec, ...] = tuple(
+    spec
+    for spec in SETTINGS.values()
+    if spec.context is not None and not spec.resource and not spec.secret
+)
+CONTEXT_SETTINGS: dict[str, SettingSpec] = {
+    spec.context: spec for spec in SETTINGS.values() if spec.context is not None
+}
+CONTEXT_KEYS: tuple[str, ...] = (
+    *CONTEXT_SETTINGS,
+    ALARM_EMAIL_CONTEXT,
+    *(spec.context_key for spec in SCHEDULES),
+)
 
 
 def _as_schedule(key: str, value: Any) -> str:
@@ -248,53 +243,34 @@ def _as_schedule(key: str, value: Any) -> str:
     return text
 
 
-# Context keys and their defaults. The runtime defaults in lambdas/shared/config.py match.
-CONTEXT_DEFAULTS: dict[str, Any] = {
-    "enableQueues": True,
-    "enableAiClassification": False,
-    "aiMaxLabels": 10,
-    "aiMinClassificationScore": 0.1,
-    "aiImageWidth": 384,
-    "maxImagePixels": 100_000_000,
-    "softDeleteRetentionDays": 30,
-    "domainCheckIntervalSeconds": 30,
-    "domainMaxChecks": 40,
-    "customDomainFallbackCname": "",
-    "customDomainProvider": "dns-only",
-    "cloudflareZoneId": "",
-    "cloudflareApiBase": "https://api.cloudflare.com/client/v4",
-    "cloudflareApiTokenSecretArn": "",  # empty: the stack creates the secret
-    "dnsNameservers": "",
-    "ownDomains": "",  # comma list users may not claim as custom domains
-    "backupSyncLimit": 100,
-    "backupVerifySample": 20,
-    "alarmEmail": "",
-    **{spec.context_key: spec.default_expression for spec in SCHEDULES},
-}
+def runtime_settings_from_context(context: Mapping[str, Any]) -> Settings:
+    """The functions' settings from the context (missing keys: the model's defaults).
+
+    Each value goes through the same parser as the functions' environment, so a bad
+    one fails the synth with its context key's name.
+    """
+    given = {
+        key: str(value).strip()
+        for key, value in context.items()
+        if key in CONTEXT_SETTINGS and value is not None
+    }
+    try:
+        return settings_from_env({CONTEXT_SETTINGS[key].env: value for key, value in given.items()})
+    except InvalidSettingsError as err:
+        keys = {spec.env: key for key, spec in CONTEXT_SETTINGS.items()}
+        problems = []
+        for env, message in err.problems:
+            key = keys.get(env, env)
+            shown = "" if "got " in message else f", got {given.get(key)!r}"
+            problems.append(f"context {key}: {message}{shown}")
+        raise ValueError("; ".join(problems)) from None
 
 
 @dataclass(frozen=True)
 class AppSettings:
-    """The context flags, parsed and checked."""
+    """The context, parsed and checked."""
 
-    enable_queues: bool = True
-    enable_ai_classification: bool = False
-    ai_max_labels: int = 10
-    ai_min_classification_score: float = 0.1
-    ai_image_width: int = 384
-    max_image_pixels: int = 100_000_000
-    soft_delete_retention_days: int = 30
-    domain_check_interval_seconds: int = 30
-    domain_max_checks: int = 40
-    custom_domain_fallback_cname: str = ""
-    custom_domain_provider: str = "dns-only"
-    cloudflare_zone_id: str = ""
-    cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
-    cloudflare_api_token_secret_arn: str = ""
-    dns_nameservers: str = ""
-    own_domains: str = ""
-    backup_sync_limit: int = 100
-    backup_verify_sample: int = 20
+    runtime: Settings  # the functions' runtime settings
     alarm_email: str = ""
     schedules: dict[str, str] = field(default_factory=dict)  # job -> expression
 
@@ -302,84 +278,34 @@ class AppSettings:
     def from_context(cls, get: Mapping[str, Any]) -> AppSettings:
         """Parse from a mapping of context key -> value (missing keys take defaults)."""
 
-        def value(key: str) -> Any:
+        def value(key: str, default: Any) -> Any:
             got = get.get(key)
-            return CONTEXT_DEFAULTS[key] if got is None else got
+            return default if got is None else got
 
-        provider = str(value("customDomainProvider")).strip()
-        if provider not in CUSTOM_DOMAIN_PROVIDERS:
-            raise ValueError(
-                f"context customDomainProvider: expected one of {CUSTOM_DOMAIN_PROVIDERS}, "
-                f"got {provider!r}"
-            )
         return cls(
-            enable_queues=_as_bool("enableQueues", value("enableQueues")),
-            enable_ai_classification=_as_bool(
-                "enableAiClassification", value("enableAiClassification")
-            ),
-            ai_max_labels=_as_int("aiMaxLabels", value("aiMaxLabels"), 1, 1000),
-            ai_min_classification_score=_as_float(
-                "aiMinClassificationScore", value("aiMinClassificationScore"), 0.0, 1.0
-            ),
-            ai_image_width=_as_int("aiImageWidth", value("aiImageWidth"), 64, 4096),
-            max_image_pixels=_as_int("maxImagePixels", value("maxImagePixels"), 1),
-            soft_delete_retention_days=_as_int(
-                "softDeleteRetentionDays", value("softDeleteRetentionDays"), 0
-            ),
-            domain_check_interval_seconds=_as_int(
-                "domainCheckIntervalSeconds", value("domainCheckIntervalSeconds"), 0, 900
-            ),
-            domain_max_checks=_as_int("domainMaxChecks", value("domainMaxChecks"), 1),
-            custom_domain_fallback_cname=str(value("customDomainFallbackCname")).strip(),
-            custom_domain_provider=provider,
-            cloudflare_zone_id=str(value("cloudflareZoneId")).strip(),
-            cloudflare_api_base=str(value("cloudflareApiBase")).strip(),
-            cloudflare_api_token_secret_arn=str(value("cloudflareApiTokenSecretArn")).strip(),
-            dns_nameservers=str(value("dnsNameservers")).strip(),
-            own_domains=str(value("ownDomains")).strip(),
-            backup_sync_limit=_as_int("backupSyncLimit", value("backupSyncLimit"), 1),
-            backup_verify_sample=_as_int("backupVerifySample", value("backupVerifySample"), 0),
-            alarm_email=str(value("alarmEmail")).strip(),
+            runtime=runtime_settings_from_context(get),
+            alarm_email=str(value(ALARM_EMAIL_CONTEXT, "")).strip(),
             schedules={
-                spec.job: _as_schedule(spec.context_key, value(spec.context_key))
+                spec.job: _as_schedule(
+                    spec.context_key, value(spec.context_key, spec.default_expression)
+                )
                 for spec in SCHEDULES
             },
         )
 
     @property
     def uses_cloudflare(self) -> bool:
-        return self.custom_domain_provider == "cloudflare"
+        return self.runtime.custom_domain_provider == "cloudflare"
 
     def runtime_env(self) -> dict[str, dict[str, str]]:
         """Runtime settings per function key; each function gets only its own."""
-        common = {"ENABLE_QUEUES": str(self.enable_queues).lower()}
         return {
-            VARIANT.key: {
-                **common,
-                "ENABLE_AI_CLASSIFICATION": str(self.enable_ai_classification).lower(),
-                "AI_MAX_LABELS": str(self.ai_max_labels),
-                "AI_MIN_CLASSIFICATION_SCORE": repr(self.ai_min_classification_score),
-                "AI_IMAGE_WIDTH": str(self.ai_image_width),
-                "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
-            },
-            BACKUP.key: {**common},
-            DOMAIN.key: {
-                **common,
-                "DOMAIN_CHECK_INTERVAL_SECONDS": str(self.domain_check_interval_seconds),
-                "DOMAIN_MAX_CHECKS": str(self.domain_max_checks),
-                "CUSTOM_DOMAIN_FALLBACK_CNAME": self.custom_domain_fallback_cname,
-                "PIXFLARE_DNS_NAMESERVERS": self.dns_nameservers,
-                "PIXFLARE_OWN_DOMAINS": self.own_domains,
-                "CUSTOM_DOMAIN_PROVIDER": self.custom_domain_provider,
-                "CLOUDFLARE_API_BASE": self.cloudflare_api_base,
-                "CLOUDFLARE_ZONE_ID": self.cloudflare_zone_id,
-            },
-            CRON.key: {
-                **common,
-                "SOFT_DELETE_RETENTION_DAYS": str(self.soft_delete_retention_days),
-                "BACKUP_SYNC_LIMIT": str(self.backup_sync_limit),
-                "BACKUP_VERIFY_SAMPLE": str(self.backup_verify_sample),
-            },
+            spec.key: {
+                setting.env: env_value(getattr(self.runtime, setting.field))
+                for setting in DEPLOYED_SETTINGS
+                if spec.key in setting.used_by
+            }
+            for spec in (*WORKERS, CRON)
         }
 
 

@@ -53,7 +53,7 @@ class PixflareJobsStack(Stack):
             return {**{name: known[name] for name in names}, **extra}
 
         self.workers: dict[str, QueueWorker] = {}
-        if settings.enable_queues:
+        if settings.runtime.enable_queues:
             variant = QueueWorker(
                 self,
                 "Variant",
@@ -102,7 +102,7 @@ class PixflareJobsStack(Stack):
             storage.images_table.grant_read_write_data(variant.function)
             nag.table_indexes(variant.function, storage.images_table)
             storage.idempotency_table.grant_read_write_data(variant.function)
-            if settings.enable_ai_classification:
+            if settings.runtime.enable_ai_classification:
                 # DetectLabels on image bytes has no resource to scope to.
                 iam.Grant.add_to_principal(
                     grantee=variant.function,
@@ -143,7 +143,7 @@ class PixflareJobsStack(Stack):
             "IDEMPOTENCY_TABLE",
             **runtime_env[config.CRON.key],
         )
-        if settings.enable_queues:
+        if settings.runtime.enable_queues:
             cron_env[config.BACKUP.queue_url_env] = self.workers["backup"].queue.queue_url
         schedules = Schedules(
             self,
@@ -166,7 +166,7 @@ class PixflareJobsStack(Stack):
         storage.destinations_table.grant_read_data(cron)
         nag.table_indexes(cron, storage.destinations_table)
         storage.backup_key.grant_decrypt(cron)
-        if settings.enable_queues:
+        if settings.runtime.enable_queues:
             self.workers["backup"].queue.grant_send_messages(cron)
 
         Monitoring(
@@ -182,10 +182,9 @@ class PixflareJobsStack(Stack):
         self._outputs(storage, schedules)
 
     def _cloudflare_secret(self) -> secretsmanager.ISecret:
-        if self.settings.cloudflare_api_token_secret_arn:
-            return secretsmanager.Secret.from_secret_complete_arn(
-                self, "CloudflareToken", self.settings.cloudflare_api_token_secret_arn
-            )
+        existing = self.settings.runtime.cloudflare_api_token_secret_arn
+        if existing:
+            return secretsmanager.Secret.from_secret_complete_arn(self, "CloudflareToken", existing)
         secret = secretsmanager.Secret(
             self,
             "CloudflareToken",

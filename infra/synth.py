@@ -83,7 +83,7 @@ def build_app(
         analytics_reporting=analytics_reporting,
     )
     settings = config.AppSettings.from_context(
-        {key: app.node.try_get_context(key) for key in config.CONTEXT_DEFAULTS}
+        {key: app.node.try_get_context(key) for key in config.CONTEXT_KEYS}
     )
     stack = PixflareJobsStack(
         app,

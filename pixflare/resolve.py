@@ -25,9 +25,8 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from lambdas.shared.config import Settings, settings_from_env
+from lambdas.shared.config import RUNTIME_VARIABLES, Settings, settings_from_env
 from lambdas.shared.errors import ConfigError
-from pixflare.local.runtime import RUNTIME_VARIABLES
 
 DEFAULT_STACK_NAME = "PixflareJobs"
 OUTPUTS_BUCKET = "pixflare-local-stack"

@@ -57,7 +57,7 @@ class Schedules(Construct):
 
         self.rules: dict[str, events.Rule] = {}
         for spec in config.SCHEDULES:
-            if spec.needs_queues and not settings.enable_queues:
+            if spec.needs_queues and not settings.runtime.enable_queues:
                 continue
             rule = events.Rule(
                 self,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from lambdas.shared.config import ENV_FIELDS, settings_from_env
+from lambdas.shared.config import RUNTIME_VARIABLES, settings_from_env
 from pixflare.local.cron import RateSchedule, Schedule, ScheduleError, parse_schedule
 from pixflare.local.environments import (
     EnvironmentStats,
@@ -38,21 +38,6 @@ from pixflare.local.environments import (
 )
 from pixflare.local.template import FunctionSpec, MappingSpec, RuleSpec
 
-# Environment variables naming resources: always the template's, never the shell's.
-RESOURCE_VARIABLES = frozenset(
-    name
-    for name in ENV_FIELDS
-    if name.endswith(("_TABLE", "_QUEUE_URL"))
-    or name
-    in {
-        "IMAGES_BUCKET",
-        "QUEUE_URL",
-        "DLQ_URL",
-        "BACKUP_KMS_KEY_ID",
-        "CLOUDFLARE_API_TOKEN_SECRET_ARN",
-    }
-)
-RUNTIME_VARIABLES = frozenset(ENV_FIELDS) - RESOURCE_VARIABLES
 POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a poller
 SQS_MAX_RECEIVE = 10
 

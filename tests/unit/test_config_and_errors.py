@@ -29,6 +29,12 @@ def test_defaults_match_the_design_brief() -> None:
     assert settings.domain_max_checks == 40
     assert settings.custom_domain_provider == "dns-only"
     assert settings.dns_nameservers == ()
+    assert settings.own_domains == ()
+    assert settings.ai_image_width == 384
+    assert settings.max_image_pixels == 100_000_000
+    assert settings.backup_sync_limit == 100
+    assert settings.backup_verify_sample == 20
+    assert settings.backoff_base_seconds is None  # the worker's 30 s
 
 
 def test_environment_values_are_parsed_into_types() -> None:
@@ -57,11 +63,20 @@ def test_environment_values_are_parsed_into_types() -> None:
         ({"AI_MAX_LABELS": "ten"}, "AI_MAX_LABELS"),
         ({"CUSTOM_DOMAIN_PROVIDER": "route53"}, "CUSTOM_DOMAIN_PROVIDER"),
         ({"AI_MIN_CLASSIFICATION_SCORE": "7"}, "AI_MIN_CLASSIFICATION_SCORE"),
+        ({"PIXFLARE_BACKOFF_BASE_SECONDS": "-1"}, "PIXFLARE_BACKOFF_BASE_SECONDS"),
     ],
 )
 def test_bad_settings_name_their_variable(env: dict[str, str], named: str) -> None:
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError, match=f"^invalid settings: {named}: "):
         settings_from_env(env)
+
+
+def test_settings_by_field_name_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AI_MAX_LABELS", "3")
+    monkeypatch.setenv("ENABLE_QUEUES", "off")
+    settings = Settings(ai_max_labels=7)
+    assert settings.ai_max_labels == 7
+    assert settings.enable_queues is False
 
 
 def test_missing_resource_names_its_variable() -> None:
