@@ -24,6 +24,7 @@ from lambdas.variant.engine import (
     downscale_jpeg,
     render_variants,
 )
+from lambdas.variant.png import encode_png
 
 WIDTHS = {"w128": 128, "w256": 256, "w512": 512, "w1024": 1024, "w1536": 1536, "w2048": 2048}
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -658,7 +659,7 @@ def test_png_writer_is_lossless(mode: str, parts: int) -> None:
 
     im = noisy_rgba(1500, 700).convert(mode)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        data = engine._png(im, pool, parts)
+        data = encode_png(im, pool, parts)
     back = Image.open(io.BytesIO(data))
     assert (back.mode, back.size) == (mode, im.size)
     assert back.tobytes() == im.tobytes()
