@@ -117,7 +117,7 @@ class Report:
 
 @dataclass
 class Invocation:
-    """One invocation's result; compatible with pixflare.local.runtime.Invocation."""
+    """One invocation's result; what pollers and the scheduler act on."""
 
     ok: bool
     response: Any = None

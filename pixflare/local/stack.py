@@ -34,15 +34,9 @@ from lambdas.shared.errors import ConfigError
 from layers import build
 from pixflare.local.cron import Schedule
 from pixflare.local.environments import FunctionImage
-from pixflare.local.runtime import (
-    Invokable,
-    LocalFunction,
-    QueuePoller,
-    RuleScheduler,
-    ScheduledRun,
-    function_environment,
-    parse_rule_schedule,
-)
+from pixflare.local.functions import Invokable, LocalFunction, function_environment
+from pixflare.local.pollers import QueuePoller
+from pixflare.local.scheduler import RuleScheduler, ScheduledRun, parse_rule_schedule
 from pixflare.local.synth import SynthError, synthesize_template
 from pixflare.local.template import CREATED_TYPES, Provisioner, RuleSpec
 from pixflare.resolve import OUTPUTS_BUCKET, outputs_key

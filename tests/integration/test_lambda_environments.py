@@ -25,7 +25,8 @@ from pixflare.local.environments import (
     billed_ms,
     find_python312,
 )
-from pixflare.local.runtime import LocalFunction, QueuePoller
+from pixflare.local.functions import LocalFunction
+from pixflare.local.pollers import QueuePoller
 from pixflare.local.runtime_api import PendingInvocation, RuntimeAPI
 from pixflare.local.template import FunctionSpec, MappingSpec
 

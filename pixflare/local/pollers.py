@@ -1,117 +1,28 @@
-"""The local stack's Lambda service: functions, SQS pollers, schedules.
+"""Event source mappings: a :class:`QueuePoller` feeds one queue to one function.
 
-Each function runs from its deployment artifacts in execution environments of its
-own (CPython 3.12 processes under the Runtime Interface Client, see
-pixflare.local.environments); a batch still running at the function's Timeout is
-ended the way Lambda ends it: the process is killed and the environment discarded.
-
-A :class:`QueuePoller` behaves like an event source mapping: it collects up to
-BatchSize messages or until MaximumBatchingWindowInSeconds ends, runs at most
-MaximumConcurrency batches at once, and deletes only what the function reports
-as done (ReportBatchItemFailures) — or the whole batch when the function returns
-without a partial response. An error, a timeout or a process killed for memory
-fails the whole batch: nothing is deleted, and the messages
-come back after their visibility timeout (or the backoff the worker runtime set),
-reaching the DLQ after maxReceiveCount receives through the queue's own redrive
-policy, as on AWS.
+It collects up to BatchSize messages or until MaximumBatchingWindowInSeconds ends,
+runs at most MaximumConcurrency batches at once, and deletes only what the function
+reports as done (ReportBatchItemFailures) — or the whole batch when the function
+returns without a partial response. An error, a timeout or a process killed for
+memory fails the whole batch: nothing is deleted, and the messages come back after
+their visibility timeout (or the backoff the worker runtime set), reaching the DLQ
+after maxReceiveCount receives through the queue's own redrive policy, as on AWS.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from lambdas.shared.config import RUNTIME_VARIABLES, settings_from_env
-from pixflare.local.cron import RateSchedule, Schedule, ScheduleError, parse_schedule
-from pixflare.local.environments import (
-    EnvironmentStats,
-    FunctionEnvironments,
-    FunctionImage,
-    Invocation,
-)
-from pixflare.local.template import FunctionSpec, MappingSpec, RuleSpec
+from pixflare.local.functions import Invokable
+from pixflare.local.template import MappingSpec
 
 POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a poller
 SQS_MAX_RECEIVE = 10
-
-
-class LocalFunction:
-    """One AWS::Lambda::Function of the template, run from its deployment artifacts.
-
-    Every invocation goes to an execution environment of its own: a CPython 3.12
-    process with the code asset and layers, loaded by the Runtime Interface Client
-    (pixflare.local.environments), so what runs here is what Lambda runs.
-    """
-
-    def __init__(
-        self,
-        spec: FunctionSpec,
-        *,
-        image: FunctionImage,
-        environment: Mapping[str, str],
-        region: str,
-        log: Callable[[str], None] | None = None,
-    ) -> None:
-        self.spec = spec
-        self.environment = dict(environment)
-        self.environments = FunctionEnvironments(
-            name=spec.name,
-            arn=spec.arn,
-            handler=spec.handler,
-            timeout_seconds=spec.timeout_seconds,
-            memory_mb=spec.memory_mb,
-            image=image,
-            environment=self.environment,
-            region=region,
-            log=log,
-        )
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def stats(self) -> EnvironmentStats:
-        return self.environments.stats
-
-    def invoke(self, event: Any) -> Invocation:
-        return self.environments.invoke(event)
-
-    def close(self) -> None:
-        self.environments.close()
-
-
-def function_environment(
-    spec: FunctionSpec, stack_env: Mapping[str, str], *, lambda_env: Mapping[str, str]
-) -> dict[str, str]:
-    """A function's variables: the template's, runtime settings from the stack's own
-    environment winning (ENABLE_AI_CLASSIFICATION=true pixflare local up), never its
-    resource names, then what the local stack adds (endpoint, credentials)."""
-    environment = {
-        **spec.environment,
-        **{k: v for k, v in stack_env.items() if k in RUNTIME_VARIABLES},
-        **lambda_env,
-    }
-    settings_from_env(environment)  # a bad value stops the stack here, named
-    return environment
-
-
-class Invokable(Protocol):
-    """What a poller or the scheduler needs of a function."""
-
-    @property
-    def name(self) -> str: ...
-
-    spec: FunctionSpec
-
-    def invoke(self, event: Any) -> Invocation: ...
 
 
 def _lambda_message_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,103 +241,3 @@ class QueuePoller:
     def _report(self, message: str) -> None:
         if self.on_error is not None:
             self.on_error(message)
-
-
-@dataclass
-class ScheduledRun:
-    rule: str
-    at: datetime
-    ok: bool
-    error: str | None = None
-
-
-class RuleScheduler:
-    """Invokes each scheduled EventBridge rule's Lambda targets on its expression."""
-
-    def __init__(
-        self,
-        rules: list[tuple[RuleSpec, Schedule, list[tuple[Invokable, str | None]]]],
-        *,
-        stop: threading.Event,
-        clock: Callable[[], datetime] | None = None,
-        on_error: Callable[[str], None] | None = None,
-    ) -> None:
-        self.rules = rules
-        self.stop_event = stop
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.on_error = on_error
-        self.started = self.clock()
-        self.runs: list[ScheduledRun] = []
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-
-    def next_runs(self, after: datetime | None = None) -> list[tuple[RuleSpec, datetime | None]]:
-        moment = after or self.clock()
-        out: list[tuple[RuleSpec, datetime | None]] = []
-        for spec, schedule, _ in self.rules:
-            if isinstance(schedule, RateSchedule):
-                out.append((spec, schedule.next_after(moment, start=self.started)))
-            else:
-                out.append((spec, schedule.next_after(moment)))
-        return out
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.ident is not None:  # started
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        due = {spec.logical_id: at for spec, at in self.next_runs(self.started)}
-        while not self.stop_event.wait(1.0):
-            now = self.clock()
-            for spec, schedule, targets in self.rules:
-                at = due.get(spec.logical_id)
-                if at is None or now < at:
-                    continue
-                for function, payload in targets:
-                    self._fire(spec, function, payload, at)
-                if isinstance(schedule, RateSchedule):
-                    due[spec.logical_id] = schedule.next_after(now, start=self.started)
-                else:
-                    due[spec.logical_id] = schedule.next_after(now)
-
-    def fire_now(self, logical_id: str) -> list[ScheduledRun]:
-        """Run one rule's targets now, as its schedule would (what an operator gets from
-        EventBridge's "run now"); KeyError when no rule has that logical id."""
-        for spec, _, targets in self.rules:
-            if spec.logical_id == logical_id:
-                at = self.clock()
-                return [self._fire(spec, function, payload, at) for function, payload in targets]
-        raise KeyError(f"no scheduled rule {logical_id}")
-
-    def _fire(
-        self, spec: RuleSpec, function: Invokable, payload: str | None, at: datetime
-    ) -> ScheduledRun:
-        event = json.loads(payload) if payload else _scheduled_event(spec, at)
-        result = function.invoke(event)
-        run = ScheduledRun(spec.logical_id, at, result.ok, result.error)
-        self.runs.append(run)
-        if not result.ok and self.on_error is not None:
-            self.on_error(f"rule {spec.logical_id}: {function.name} failed: {result.error}")
-        return run
-
-
-def _scheduled_event(spec: RuleSpec, at: datetime) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "resources": [spec.logical_id],
-        "detail": {},
-    }
-
-
-def parse_rule_schedule(spec: RuleSpec) -> Schedule:
-    """A rule's parsed expression; ScheduleError names the rule that cannot be read."""
-    try:
-        return parse_schedule(spec.schedule_expression)
-    except ScheduleError as err:
-        raise ScheduleError(f"rule {spec.logical_id}: {err}") from None

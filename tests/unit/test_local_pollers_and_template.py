@@ -10,12 +10,8 @@ import pytest
 from lambdas.shared.config import settings_from_env
 from lambdas.shared.errors import ConfigError
 from pixflare.local.environments import Invocation
-from pixflare.local.runtime import (
-    QueuePoller,
-    failed_item_ids,
-    function_environment,
-    sqs_event,
-)
+from pixflare.local.functions import function_environment
+from pixflare.local.pollers import QueuePoller, failed_item_ids, sqs_event
 from pixflare.local.template import (
     FunctionSpec,
     MappingSpec,
