@@ -15,8 +15,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from pixflare.local import samples
 from pixflare.local.aws_proxy import AwsFaultProxy
 from pixflare.local.cron import ScheduleError
 from pixflare.local.dns import LocalDnsServer
+from pixflare.local.s3_server import MotoServerProcess
 from pixflare.local.stack import LocalStack, LocalStackError
 from pixflare.local.template import TemplateError
 
@@ -46,14 +45,6 @@ DEMO_ENV = {
     "CUSTOM_DOMAIN_FALLBACK_CNAME": FALLBACK_CNAME,
     "CUSTOM_DOMAIN_PROVIDER": "dns-only",
 }
-_S3_TARGET = """
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()
-"""
 
 
 def register(subparsers: Any) -> None:
@@ -326,27 +317,15 @@ class Demo:
 @contextlib.contextmanager
 def s3_target() -> Iterator[str]:
     """A second, separate S3-compatible endpoint (moto in a child process)."""
-    child = subprocess.Popen(  # noqa: S603  (our own interpreter and script)
-        [sys.executable, "-c", _S3_TARGET],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server = MotoServerProcess()
     try:
-        assert child.stdout is not None
-        line = child.stdout.readline().strip()
-        if not line.isdigit():
-            raise StepFailed("the backup target (a moto server) did not start")
-        yield f"http://127.0.0.1:{line}"
+        endpoint = server.start()
+    except RuntimeError as err:
+        raise StepFailed(str(err)) from None
+    try:
+        yield endpoint
     finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
+        server.stop()
 
 
 def target_s3(endpoint: str) -> Any:

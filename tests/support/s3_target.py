@@ -13,10 +13,6 @@ The child exits when its standard input closes, so it never outlives the test ru
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +20,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from pixflare.local.s3_server import MotoServerProcess
+
 REGION = "us-east-1"
 STARTUP_TIMEOUT_SECONDS = 30
-_CHILD = """
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()
-"""
 _POLICY = json.dumps(
     {
         "Version": "2012-10-17",
@@ -49,7 +39,7 @@ class S3Target:
     port: int = 0
     access_key_id: str = "target-access-key"
     secret_access_key: str = field(default="target-secret-not-for-aws", repr=False)
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    server: MotoServerProcess | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -57,21 +47,9 @@ class S3Target:
 
     def start(self) -> S3Target:
         """Start the server (on ``port``, or a free one the first time) with a fresh bucket."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], STARTUP_TIMEOUT_SECONDS)
-        line = self.process.stdout.readline() if ready else b""
-        if not line.strip():
-            self.stop()
-            raise RuntimeError("the S3 target server did not start")
-        self.port = int(line)
+        self.server = MotoServerProcess(self.port)
+        self.server.start()
+        self.port = self.server.port
         if self.auth:
             self._create_user()
         self.client().create_bucket(Bucket=self.bucket)
@@ -103,19 +81,9 @@ class S3Target:
 
     def stop(self) -> None:
         """Take the server down, state and all; ``start`` brings it back on the same port."""
-        if self.process is None:
-            return
-        if self.process.stdin:
-            self.process.stdin.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        if self.process.stdout:
-            self.process.stdout.close()
-        self.process = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     def client(self, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
         return boto3.client(
