@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint audit synth layers bench lock clean
+.PHONY: demo test lint audit synth layers bench lock clean mutate
 
 # A .venv made by another Python (3.11 before this project moved to 3.12) is replaced.
 $(BIN)/python:
@@ -33,6 +33,21 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q tests
+
+# Mutation testing of the core logic (engine, worker, crypto, verification, cleanup,
+# analytics), configured in pyproject.toml [tool.mutmut]. Not part of test: it runs for
+# hours. mutants/ keeps the results, so a second run only tests mutants of changed code
+# (rm -rf mutants to start over). MUTATE_JOBS: parallel workers; MUTANTS: a name glob
+# to run part of it, e.g. make mutate MUTANTS='lambdas.backup.crypto*'.
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/mutmut results
+	$(BIN)/mutmut export-cicd-stats
+	@$(BIN)/python -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
+	caught = s["killed"] + s["timeout"]; \
+	checked = caught + s["survived"] + s["no_tests"] + s["suspicious"] + s["segfault"]; \
+	print("mutation score {:.1f}% ({} of {} checked mutants killed or timed out; {survived} survived, {no_tests} without tests, {suspicious} suspicious; {total} mutants in all)".format(100 * caught / max(checked, 1), caught, checked, **s))'
 
 # ruff and mypy are pinned by requirements/dev.lock, so a new release cannot fail a build.
 lint: $(STAMP)

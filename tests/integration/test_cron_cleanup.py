@@ -116,6 +116,29 @@ def test_expired_soft_deletes_go_and_recent_ones_stay(env: Resources) -> None:
     assert report.counts["orphans_deleted"] == 0
 
 
+@pytest.mark.parametrize("retention_days", [30, 7])
+def test_retention_boundary_is_kept_to_the_hour(
+    env: Resources, monkeypatch: pytest.MonkeyPatch, retention_days: int
+) -> None:
+    # Given soft-deletes an hour inside and an hour past SOFT_DELETE_RETENTION_DAYS
+    use_env(monkeypatch, {"SOFT_DELETE_RETENTION_DAYS": str(retention_days)})
+    retention = timedelta(days=retention_days)
+    inside = seed_image(env, deleted_at=DAYS_LATER - retention + timedelta(hours=1))
+    past = seed_image(env, deleted_at=DAYS_LATER - retention - timedelta(hours=1))
+
+    # When cleanup runs
+    report = run_to_completion("cleanup", load_settings(), DAYS_LATER)
+
+    # Then only the one past the retention is gone: record, claim and objects
+    images = ImageRepository(env.tables["images"])
+    assert images.get(past.image_id) is None
+    assert not claim_exists(env, past)
+    assert images.get(inside.image_id) is not None
+    assert claim_exists(env, inside)
+    assert keys(env) == keys_of(inside)
+    assert report.counts["records_deleted"] == 1
+
+
 def test_no_backup_delete_without_destination_or_backup(env: Resources) -> None:
     add_destination(env, "alice")
     seed_image(env, "alice", deleted_at=BASE - timedelta(days=40), backup_status="none")

@@ -371,7 +371,10 @@ def test_cloudflare_blocked_hostname_is_recorded_as_blocked(
 ) -> None:
     cloudflare.statuses = ["blocked"]
     create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
-    assert drive(env) == 1
+    # A refusal is permanent: the record is acknowledged, not retried, not dead-lettered
+    assert deliver(env) == {"batchItemFailures": []}
+    assert deliver(env) is None
+    assert receive_all(env.dlq_urls["domain"]) == []
     final = record()
     assert final.status == "blocked"
     assert final.last_error is not None

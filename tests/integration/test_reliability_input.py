@@ -136,8 +136,9 @@ def dlq_reasons(env: Resources, queue: str) -> dict[str, str]:
         if not got:
             break
         for m in got:
-            reason = m.get("MessageAttributes", {}).get("pixflare-reason", {})
-            found[m["Body"]] = reason.get("StringValue", "(moved by the redrive policy)")
+            reason = m.get("MessageAttributes", {}).get("pixflare-reason")
+            redriven = "(moved by the redrive policy)"
+            found[m["Body"]] = reason.get("StringValue", redriven) if reason else redriven
     return found
 
 
@@ -353,10 +354,10 @@ def test_bad_names_at_upload_change_nothing(
 
 REFUSED_HOSTNAMES = [
     ("192.0.2.10", "IP address"),
-    ("[2001:db8::1]", ""),
+    ("[2001:db8::1]", "IP address"),
     ("example.com", "apex"),
     ("*.example.com", "wildcard"),
-    ("a" * 64 + ".example.com", ""),
+    ("a" * 64 + ".example.com", "64 characters, over 63"),
     ("img.pixflare.test", "own domain"),
     ("cname.pixflare.test.", "own domain"),
 ]
@@ -371,6 +372,7 @@ def test_refused_hostnames_store_and_queue_nothing(
     )
     before = snapshot(aws)
     for hostname, reason in REFUSED_HOSTNAMES:
+        assert reason, hostname  # an empty pattern would match any message
         with pytest.raises(PermanentError, match=reason):
             admin.add_domain(load_settings(), hostname, OWNER)
         assert snapshot(aws) == before, hostname
@@ -477,5 +479,7 @@ def test_backup_delete_naming_another_owners_image_leaves_it_alone(
         remaining_ms=60_000,
     )
     # Then alice's record is exactly as it was (its backup not marked deleted)
-    assert ImageRepository(aws.tables["images"]).get(victim.record.image_id).backup_status == "none"
+    kept = ImageRepository(aws.tables["images"]).get(victim.record.image_id)
+    assert kept is not None
+    assert kept.backup_status == "none"
     assert snapshot(aws) == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -245,6 +244,7 @@ def test_invalid_message_stays_when_dlq_unset(
     aws: Resources,
     monkeypatch: pytest.MonkeyPatch,
     variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
 ) -> None:
     env = aws.env("variant")
     env.pop("DLQ_URL")
@@ -255,7 +255,11 @@ def test_invalid_message_stays_when_dlq_unset(
     response = variant_worker.handle(sqs_event([record]), FakeLambdaContext())
     # Not acknowledged: SQS's own redrive will move it to the DLQ after maxReceiveCount.
     assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
-    assert json.loads(json.dumps(response))
+    # and nothing else happened to it: never run, never given up on, nowhere sent
+    assert recorder.processed == []
+    assert recorder.permanent == []
+    assert receive_all(aws.dlq_urls["variant"]) == []
+    assert receive_all(aws.queue_urls["variant"]) == []
 
 
 def test_backoff_that_cannot_be_set_still_leaves_the_job_to_be_retried(
