@@ -11,7 +11,7 @@ a fresh child process so its peak RSS (ru_maxrss) is its own:
 
 - copy:      what an operator would write with boto3: download_file to a temp
              file, then upload_file (boto3's managed transfers, default settings)
-- plain:     lambdas.backup.jobs.stream_backup, no encryption (the backup
+- plain:     lambdas.backup.pipeline.stream_backup, no encryption (the backup
              function's code path: GetObject stream -> multipart upload, 8 MiB
              parts, 3 in flight, SHA-256 checked before commit)
 - encrypted: the same with our streaming AEAD and a KMS data key
@@ -84,7 +84,7 @@ def run_child(args: argparse.Namespace) -> None:
             source.download_file(SOURCE_BUCKET, SOURCE_KEY, path)
             target.upload_file(path, args.target_bucket, target_key)
     else:
-        from lambdas.backup.jobs import new_encryption_key, stream_backup
+        from lambdas.backup.pipeline import new_encryption_key, stream_backup
         from lambdas.backup.remote import remote_client
         from lambdas.shared import aws
         from lambdas.shared.config import load_settings

@@ -48,8 +48,9 @@ def seed(n: int, now: datetime) -> Any:
     import boto3
     from pydantic import SecretStr
 
-    from lambdas.backup.jobs import META_SHA256, META_SIZE
-    from lambdas.cron.views import expires_at, view_shard, views_partition
+    from lambdas.backup.pipeline import META_SHA256, META_SIZE
+    from lambdas.cron.view_counters import expires_at, view_shard, views_partition
+    from lambdas.shared.clock import iso
     from lambdas.shared.config import load_settings
     from lambdas.shared.destinations import (
         Destination,
@@ -58,7 +59,7 @@ def seed(n: int, now: datetime) -> Any:
         encrypt_credentials,
     )
     from lambdas.shared.dynamo import to_item
-    from lambdas.shared.images import backup_state_fields, iso
+    from lambdas.shared.images import backup_state_fields
     from lambdas.shared.keys import ImagePath
     from tests.support.aws_resources import create_resources
 
@@ -192,7 +193,7 @@ def run_size(n: int) -> dict[str, tuple[int, Counter[str], Any, float]]:
     from moto import mock_aws
 
     from lambdas.backup import remote
-    from lambdas.cron.jobs import run_to_completion
+    from lambdas.cron.registry import run_to_completion
     from lambdas.shared.aws import reset_clients
     from lambdas.shared.config import load_settings
 

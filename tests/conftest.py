@@ -47,9 +47,3 @@ def aws() -> Iterator[Resources]:
 
     with mock_aws():
         yield create_resources()
-
-
-def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    reset_settings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.backup.jobs import process_backup, record_permanent_failure
+from lambdas.backup.pipeline import process_backup, record_permanent_failure
 from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger, publish_metrics, tracer

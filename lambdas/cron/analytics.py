@@ -24,12 +24,12 @@ from typing import Any
 
 from lambdas.cron.batch import batch_write
 from lambdas.cron.runner import JobName, StepResult
-from lambdas.cron.views import HOUR_ATTRIBUTES, VIEW_SHARDS, expires_at, views_partition
+from lambdas.cron.view_counters import HOUR_ATTRIBUTES, VIEW_SHARDS, expires_at, views_partition
 from lambdas.shared import aws
+from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.dynamo import from_item, serialize, to_item
 from lambdas.shared.errors import PermanentError, TransientError, aws_errors
-from lambdas.shared.images import iso
 
 IMAGES_PAGE_SIZE = 500
 OWNERS_PAGE_SIZE = 50

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from lambdas.backup.jobs import META_SHA256, META_SIZE
+from lambdas.backup.pipeline import META_SHA256, META_SIZE
 from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
 from lambdas.cron.batch import enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
 from lambdas.shared import aws
+from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import Deadline
 from lambdas.shared.destinations import Destination, DestinationRepository, decrypt_credentials
@@ -36,13 +37,7 @@ from lambdas.shared.errors import (
     PixflareError,
     aws_errors,
 )
-from lambdas.shared.images import (
-    BackupStatus,
-    ImageRecord,
-    ImageRepository,
-    backup_state_fields,
-    iso,
-)
+from lambdas.shared.images import BackupStatus, ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger
 

@@ -28,10 +28,11 @@ from typing import Any, Literal
 from lambdas.cron.batch import delete_objects, enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
 from lambdas.shared import aws
+from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import DestinationRepository
 from lambdas.shared.errors import PermanentError, aws_errors
-from lambdas.shared.images import ImageRecord, ImageRepository, iso
+from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import ImagePath, InvalidNameError, parse_key
 from lambdas.shared.messages import BackupJob
 

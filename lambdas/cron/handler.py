@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.cron.jobs import run_in_lambda
+from lambdas.cron.registry import run_in_lambda
 from lambdas.cron.runner import JOB_NAMES, InvalidTimeError, RunReport, parse_now
 from lambdas.shared.config import load_settings
 from lambdas.shared.deadline import Deadline, LambdaContextLike

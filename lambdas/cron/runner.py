@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from lambdas.shared import aws
+from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import PermanentError
-from lambdas.shared.images import iso
 from lambdas.shared.messages import CronContinuation
 from lambdas.shared.observability import logger
 from lambdas.shared.producers import send

@@ -9,10 +9,10 @@ from lambdas.domain.hostnames import normalize_hostname
 from lambdas.domain.providers import provider_from_settings
 from lambdas.domain.records import DomainRepository
 from lambdas.domain.verification import CheckParts, record_refusal, run_check
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.errors import PermanentError
-from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import DomainCheck
 from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.producers import enqueue_domain_check

@@ -25,9 +25,9 @@ from lambdas.domain.dns_check import CHECK_WORST_CASE_SECONDS, QUERY_TIMEOUT_SEC
 from lambdas.domain.providers import ActivationProvider
 from lambdas.domain.records import DomainRecord, DomainRepository
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.deadline import Deadline
 from lambdas.shared.errors import ConditionFailedError, NotFoundError, PermanentError
-from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import DomainCheck
 from lambdas.shared.observability import logger, metrics
 

@@ -7,12 +7,12 @@ docs/internals.md. Nothing here scans the table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.dynamo import from_item, serialize, to_item, update_expression
 from lambdas.shared.errors import ConditionFailedError, PermanentError, aws_errors
 from lambdas.shared.keys import ImagePath
@@ -28,13 +28,8 @@ BY_OWNER_INDEX = "by-owner"
 DELETED_PARTITION = "deleted"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with a Z, sortable as text (index sort keys rely on that)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# The largest original accepted: at upload, and when the variant function fetches one.
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
 class NameTakenError(PermanentError):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.errors import aws_errors
-from lambdas.shared.images import iso, utcnow
 from lambdas.shared.messages import BackupJob, DomainCheck, JobMessage, VariantJob
 
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds

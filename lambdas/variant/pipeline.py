@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.errors import (
     ConditionFailedError,
@@ -35,11 +36,10 @@ from lambdas.shared.errors import (
     PermanentError,
     aws_errors,
 )
-from lambdas.shared.images import ImageRecord, ImageRepository, iso, utcnow
+from lambdas.shared.images import MAX_UPLOAD_BYTES, ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.observability import logger
-from lambdas.shared.uploads import MAX_UPLOAD_BYTES
 from lambdas.shared.worker import JobContext
 from lambdas.variant import ai
 from lambdas.variant.engine import VARIANTS, ImageRejected, Rendition, render_variants

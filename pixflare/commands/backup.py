@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from lambdas.backup.destinations import DestinationRequest, configure_destination
-from lambdas.backup.restore import restore_backup, verify_backup
 from lambdas.shared.destinations import DestinationCredentials, DestinationRepository
 from lambdas.shared.errors import PixflareError
 from lambdas.shared.keys import InvalidNameError, validate_image_id
 from pixflare.context import CommandContext, CommandError
+from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
+from pixflare.operations.backup_restore import restore_backup, verify_backup
 
 
 def register(subparsers: Any) -> None:

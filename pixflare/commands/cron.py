@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lambdas.cron.jobs import run_to_completion
+from lambdas.cron.registry import run_to_completion
 from lambdas.cron.runner import JOB_NAMES, RunReport, parse_now
 from lambdas.shared.errors import PixflareError
 from pixflare.context import CommandContext, CommandError

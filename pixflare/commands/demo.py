@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lambdas.shared.images import iso
+from lambdas.shared.clock import iso
 from pixflare.context import CommandContext, CommandError
 from pixflare.local import samples
 from pixflare.local.aws_proxy import AwsFaultProxy

@@ -1,6 +1,6 @@
 """`pixflare domain add | status | recheck`: custom domains and their verification.
 
-The logic lives in lambdas.domain.admin; this module only parses and prints.
+The logic lives in pixflare.operations.domains; this module only parses and prints.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lambdas.domain.admin import DomainView, add_domain, domain_status, recheck_domain
 from lambdas.shared.errors import PixflareError
 from pixflare.context import CommandContext, CommandError
+from pixflare.operations.domains import DomainView, add_domain, domain_status, recheck_domain
 
 
 def register(subparsers: Any) -> None:

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.errors import ConditionFailedError, PixflareError
-from lambdas.shared.images import ImageRecord, ImageRepository, iso, utcnow
+from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import validate_image_id
-from lambdas.shared.uploads import store_upload
 from pixflare.context import CommandContext, CommandError
+from pixflare.operations.uploads import store_upload
 
 POLL_SECONDS = 0.25
 SETTLED = ("ready", "failed")

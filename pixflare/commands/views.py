@@ -19,7 +19,7 @@ from lambdas.cron.analytics import (
     parse_month,
 )
 from lambdas.cron.runner import parse_now
-from lambdas.cron.views import MAX_COUNT, record_views
+from lambdas.cron.view_counters import MAX_COUNT, record_views
 from lambdas.shared.errors import PixflareError
 from lambdas.shared.images import ImageRepository
 from lambdas.shared.keys import validate_image_id, validate_segment

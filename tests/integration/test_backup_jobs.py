@@ -17,8 +17,6 @@ from pydantic import SecretStr
 
 from lambdas.backup import handler as backup_handler
 from lambdas.backup.crypto import MAGIC, SCHEME, read_header
-from lambdas.backup.destinations import DestinationRequest, configure_destination
-from lambdas.backup.restore import BackupMismatchError, restore_backup, verify_backup
 from lambdas.shared import aws as shared_aws
 from lambdas.shared import worker
 from lambdas.shared.config import load_settings
@@ -26,9 +24,11 @@ from lambdas.shared.destinations import DestinationCredentials
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.observability import logger
 from lambdas.shared.producers import enqueue_backup_job
-from lambdas.shared.uploads import store_upload
-from tests.conftest import use_env
+from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
+from pixflare.operations.backup_restore import BackupMismatchError, restore_backup, verify_backup
+from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 from tests.support.s3_target import S3Target
 
@@ -471,7 +471,7 @@ def test_destination_down_then_back(
 def test_no_part_starts_without_time_for_a_single_attempt_destination_call(
     env: Resources, target: S3Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lambdas.backup.jobs import PART_SECONDS
+    from lambdas.backup.pipeline import PART_SECONDS
     from lambdas.backup.remote import REMOTE_TIMEOUTS
 
     monkeypatch.setattr(worker, "BACKOFF_BASE_SECONDS", 0)

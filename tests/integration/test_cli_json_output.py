@@ -23,8 +23,8 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.observability import logger
 from pixflare import cli
 from pixflare.commands import dlq
-from tests.conftest import use_env
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 from tests.support.s3_target import S3Target
 

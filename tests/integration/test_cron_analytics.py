@@ -9,11 +9,11 @@ import boto3
 import pytest
 
 from lambdas.cron.analytics import owner_day_stats, owner_month_stats
-from lambdas.cron.jobs import run_to_completion
-from lambdas.cron.views import VIEW_SHARDS, record_views, view_shard
+from lambdas.cron.registry import run_to_completion
+from lambdas.cron.view_counters import VIEW_SHARDS, record_views, view_shard
 from lambdas.shared.config import load_settings
-from tests.conftest import use_env
 from tests.support.aws_resources import REGION, Resources
+from tests.support.env import use_env
 
 IMG_A, IMG_B, IMG_C = (c * 32 for c in "abc")
 

@@ -15,8 +15,9 @@ import boto3
 import pytest
 from pydantic import SecretStr
 
-from lambdas.backup.jobs import process_backup
-from lambdas.cron.jobs import run_to_completion
+from lambdas.backup.pipeline import process_backup
+from lambdas.cron.registry import run_to_completion
+from lambdas.shared.clock import iso
 from lambdas.shared.config import load_settings
 from lambdas.shared.destinations import (
     Destination,
@@ -25,13 +26,13 @@ from lambdas.shared.destinations import (
     encrypt_credentials,
 )
 from lambdas.shared.dynamo import to_item
-from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields, iso
+from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.keys import ImagePath
 from lambdas.shared.messages import BackupJob, parse_message
-from lambdas.shared.uploads import store_upload
 from lambdas.shared.worker import JobContext
-from tests.conftest import use_env
+from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 
 BASE = datetime(2026, 5, 1, tzinfo=UTC)
 BACKUP_BUCKET = "alice-backups"

@@ -10,13 +10,14 @@ from typing import Any
 import boto3
 import pytest
 
-from lambdas.cron.jobs import run_to_completion
+from lambdas.cron.registry import run_to_completion
+from lambdas.shared.clock import iso
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import TransientError
-from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields, iso
+from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.keys import ImagePath
-from tests.conftest import use_env
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 from tests.support.faults import FaultPlan, inject
 
 # Objects are written at wall-clock time; every `now` here is far from it on purpose,

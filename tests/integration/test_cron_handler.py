@@ -10,11 +10,12 @@ import boto3
 import pytest
 
 from lambdas.cron import handler as cron_handler
+from lambdas.shared.clock import iso
 from lambdas.shared.errors import InvalidMessageError
-from lambdas.shared.images import ImageRecord, ImageRepository, iso
+from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import ImagePath
-from tests.conftest import use_env
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 
 BASE = datetime.now(UTC)

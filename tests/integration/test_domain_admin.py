@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from lambdas.domain import admin
 from lambdas.domain.hostnames import InvalidHostnameError
 from lambdas.domain.records import DomainRepository, HostnameClaimedError
 from lambdas.shared.config import load_settings
@@ -16,8 +15,9 @@ from lambdas.shared.errors import ConfigError, NotFoundError
 from lambdas.shared.messages import DomainCheck
 from pixflare.commands import domain as domain_command
 from pixflare.context import CommandContext, CommandError
-from tests.conftest import use_env
+from pixflare.operations import domains as admin
 from tests.support.aws_resources import Resources, receive_all
+from tests.support.env import use_env
 
 TARGET = "fallback.pixflare.test"
 

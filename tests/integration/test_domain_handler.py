@@ -13,17 +13,18 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from lambdas.domain import admin, handler
+from lambdas.domain import handler
 from lambdas.domain.records import DomainRecord, DomainRepository
 from lambdas.shared import aws, worker
 from lambdas.shared.config import load_settings
 from lambdas.shared.messages import DomainCheck
 from pixflare.commands import domain as domain_command
 from pixflare.context import CommandContext
-from tests.conftest import use_env
+from pixflare.operations import domains as admin
 from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.cloudflare_api import FakeCloudflare
 from tests.support.dns_server import LoopbackDnsServer, TestZone
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 
 HOST = "cdn.example.test"

@@ -20,17 +20,17 @@ from PIL import Image
 from pydantic import SecretStr
 
 from lambdas.backup import handler as backup_handler
-from lambdas.backup.destinations import DestinationRequest, configure_destination
 from lambdas.shared import worker
 from lambdas.shared.config import load_settings
 from lambdas.shared.destinations import DestinationCredentials
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
 from lambdas.shared.observability import logger
-from lambdas.shared.uploads import store_upload
 from lambdas.variant import handler as variant_handler
-from tests.conftest import use_env
+from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
+from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext
 from tests.support.faults import (
     INTERNAL,

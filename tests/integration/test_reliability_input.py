@@ -22,17 +22,17 @@ import pytest
 from PIL import Image
 
 from lambdas.backup import handler as backup_handler
-from lambdas.domain import admin
 from lambdas.domain import handler as domain_handler
 from lambdas.shared import worker
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
-from lambdas.shared.uploads import store_upload
 from lambdas.variant import handler as variant_handler
-from tests.conftest import use_env
+from pixflare.operations import domains as admin
+from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources
+from tests.support.env import use_env
 from tests.support.faults import drive_queue, queue_depth
 
 OWNER = "mallory"
@@ -399,8 +399,8 @@ def give_mallory_a_destination(**where: Any) -> None:
     """The attacker's own backup destination, saved without the reachability check."""
     from pydantic import SecretStr
 
-    from lambdas.backup.destinations import DestinationRequest, configure_destination
     from lambdas.shared.destinations import DestinationCredentials
+    from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
 
     configure_destination(
         load_settings(),

@@ -11,8 +11,8 @@ from lambdas.shared import aws, worker
 from lambdas.shared.errors import NotFoundError, TransientError
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.worker import JobContext, QueueWorker
-from tests.conftest import use_env
 from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 
 GOOD_1, GOOD_2, TRANSIENT, PERMANENT = (c * 32 for c in "1234")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from lambdas.backup.destinations import (
+from lambdas.backup.transfer import iter_parts
+from lambdas.shared.destinations import DestinationCredentials
+from pixflare.operations.backup_destinations import (
     DestinationRequest,
     InvalidDestinationError,
     normalize_prefix,
     validate_request,
 )
-from lambdas.backup.transfer import iter_parts
-from lambdas.shared.destinations import DestinationCredentials
 
 SECRET = "s3cr3t-never-shown"
 

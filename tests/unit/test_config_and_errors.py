@@ -139,6 +139,6 @@ def test_a_hung_aws_call_fails_well_inside_the_shortest_function_timeout() -> No
     # total_max_attempts: botocore's max_attempts would count retries, not attempts
     assert config.retries == {"mode": "standard", "total_max_attempts": aws.MAX_ATTEMPTS}
     # Started at the top of the shortest queue function (30 s), a call that hangs
-    # still leaves the 10 s the variant stage needs (tests/unit/test_call_deadline.py:
+    # still leaves the 10 s the variant stage needs (tests/unit/test_deadline.py:
     # later calls get shorter timeouts, or none at all).
     assert aws.worst_case_call_seconds() <= 30 - 10

@@ -18,7 +18,7 @@ from lambdas.cron.cleanup import (
     retention_cutoff,
 )
 from lambdas.cron.runner import Budget, InvalidTimeError, StepResult, parse_now, run_job
-from lambdas.cron.views import VIEW_SHARDS, expires_at, hour_attribute, view_shard
+from lambdas.cron.view_counters import VIEW_SHARDS, expires_at, hour_attribute, view_shard
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import ImageRecord
 from lambdas.shared.messages import CronContinuation

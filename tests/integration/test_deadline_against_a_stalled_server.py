@@ -14,8 +14,8 @@ from lambdas.shared.deadline import Deadline
 from lambdas.shared.errors import TransientError, aws_errors
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.worker import JobContext, QueueWorker
-from tests.conftest import use_env
 from tests.support.aws_resources import Resources
+from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, sqs_event, sqs_record
 
 

@@ -13,20 +13,19 @@ import uuid
 from dataclasses import dataclass
 
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import destination_exists
 from lambdas.shared.errors import PermanentError, aws_errors
 from lambdas.shared.images import (
+    MAX_UPLOAD_BYTES,
     ImageRecord,
     ImageRepository,
     backup_state_fields,
-    iso,
-    utcnow,
 )
 from lambdas.shared.keys import ImagePath
 from lambdas.shared.producers import enqueue_backup_job, enqueue_variant_job
 
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 ORIGINAL_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (

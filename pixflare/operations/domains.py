@@ -18,9 +18,9 @@ from typing import Any
 
 from lambdas.domain.hostnames import normalize_hostname, own_domains, validate_hostname
 from lambdas.domain.records import RECHECKABLE, DomainRecord, DomainRepository
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.errors import ConditionFailedError, PermanentError
-from lambdas.shared.images import iso, utcnow
 from lambdas.shared.keys import InvalidNameError, validate_segment
 from lambdas.shared.producers import enqueue_domain_check
 

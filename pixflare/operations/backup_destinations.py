@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from lambdas.backup.remote import remote_client
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import (
     Destination,
@@ -30,7 +31,6 @@ from lambdas.shared.errors import (
     TransientError,
     aws_errors,
 )
-from lambdas.shared.images import iso, utcnow
 from lambdas.shared.keys import InvalidNameError, validate_segment
 
 if TYPE_CHECKING:

@@ -31,6 +31,7 @@ from lambdas.backup.transfer import (
     upload_stream,
 )
 from lambdas.shared import aws
+from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import Destination, DestinationRepository, decrypt_credentials
 from lambdas.shared.errors import (
@@ -40,7 +41,7 @@ from lambdas.shared.errors import (
     PixflareError,
     aws_errors,
 )
-from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields, iso, utcnow
+from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lambdas.backup.crypto import SCHEME, decrypt_chunks
-from lambdas.backup.jobs import META_ENCRYPTION, META_SHA256, META_SIZE, unwrap_data_key
+from lambdas.backup.pipeline import META_ENCRYPTION, META_SHA256, META_SIZE, unwrap_data_key
 from lambdas.backup.remote import remote_client
 from lambdas.backup.transfer import read_body
 from lambdas.shared.config import Settings

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from lambdas.backup.jobs import PART_SECONDS
+from lambdas.backup.pipeline import PART_SECONDS
 from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
 from lambdas.cron.backup_sync import VERIFY_SECONDS
 from lambdas.cron.runner import STEP_MARGIN_SECONDS

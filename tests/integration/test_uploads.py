@@ -11,9 +11,9 @@ from botocore.exceptions import ClientError
 from lambdas.shared import aws as aws_clients
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import TransientError
-from lambdas.shared.uploads import store_upload
-from tests.conftest import use_env
+from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources
+from tests.support.env import use_env
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 
