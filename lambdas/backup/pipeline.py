@@ -43,6 +43,7 @@ from lambdas.shared.errors import (
 )
 from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
+from lambdas.shared.objects import ImagesBucket
 from lambdas.shared.observability import logger
 
 if TYPE_CHECKING:
@@ -215,13 +216,13 @@ def source_sha256(settings: Settings, record: ImageRecord) -> str:
     if record.sha256:
         return record.sha256
     digest = hashlib.sha256()
-    with aws_errors(f"read original {record.original_key}"):
-        response = aws.s3().get_object(Bucket=record.bucket, Key=record.original_key)
+    what = f"read original {record.original_key}"
+    body = ImagesBucket(record.bucket).open(record.original_key, what)
     try:
-        for chunk in read_body(response["Body"], f"read original {record.original_key}"):
+        for chunk in read_body(body, what):
             digest.update(chunk)
     finally:
-        response["Body"].close()
+        body.close()
     return digest.hexdigest()
 
 

@@ -8,7 +8,7 @@ TransientError (the job's step is retried as a whole; every step is idempotent).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lambdas.shared import aws
@@ -16,7 +16,6 @@ from lambdas.shared.config import Settings
 from lambdas.shared.errors import TransientError, aws_errors
 from lambdas.shared.messages import BackupJob, JobMessage
 
-DELETE_OBJECTS_LIMIT = 1000  # keys per DeleteObjects
 BATCH_WRITE_LIMIT = 25  # requests per BatchWriteItem
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
 
@@ -24,25 +23,6 @@ SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
 def chunks[T](items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def delete_objects(bucket: str, keys: Iterable[str]) -> int:
-    """Delete these keys (absent keys count as deleted, as S3 reports them); returns how many."""
-    unique = sorted(set(keys))
-    for chunk in chunks(unique, DELETE_OBJECTS_LIMIT):
-        with aws_errors(f"delete {len(chunk)} objects"):
-            response = aws.s3().delete_objects(
-                Bucket=bucket,
-                Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
-            )
-        errors = response.get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise TransientError(
-                f"{len(errors)} of {len(chunk)} objects not deleted "
-                f"(first: {first.get('Key')}: {first.get('Code')} {first.get('Message')})"
-            )
-    return len(unique)
 
 
 def batch_write(table: str, requests: Sequence[dict[str, Any]]) -> int:

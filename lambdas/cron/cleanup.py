@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lambdas.cron.batch import delete_objects, enqueue_backup_jobs
+from lambdas.cron.batch import enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
-from lambdas.shared import aws
 from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import DestinationRepository
-from lambdas.shared.errors import PermanentError, aws_errors
+from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import ImagePath, InvalidNameError, parse_key
 from lambdas.shared.messages import BackupJob
+from lambdas.shared.objects import ImagesBucket, ListedObject
 
 # 50 images x 9 keys fit one DeleteObjects call; 50 records + 50 claims fit one
 # transaction (DynamoDB allows 100 actions).
@@ -85,12 +85,6 @@ def backup_delete_jobs(
             )
         )
     return jobs
-
-
-@dataclass(frozen=True)
-class ListedObject:
-    key: str
-    last_modified: datetime
 
 
 @dataclass
@@ -191,7 +185,7 @@ class CleanupJob:
                     image_object_keys(record)
                 )
             counts["objects_deleted"] = sum(
-                delete_objects(bucket, keys) for bucket, keys in by_bucket.items()
+                ImagesBucket(bucket).delete(keys) for bucket, keys in by_bucket.items()
             )
             backed_up = {r.owner for r in records if r.backup_status in BACKED_UP_STATUSES}
             with_destination = (
@@ -207,25 +201,18 @@ class CleanupJob:
 
     # -- orphaned objects ---------------------------------------------------------------
     def orphan_step(self, after: str | None) -> StepResult:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": self.list_page_size}
-        if after:
-            kwargs["StartAfter"] = after
-        with aws_errors(f"list {self.bucket}"):
-            response = aws.s3().list_objects_v2(**kwargs)
-        listed = [
-            ListedObject(str(obj["Key"]), obj["LastModified"])
-            for obj in response.get("Contents", [])
-        ]
+        page = ImagesBucket(self.bucket).list_page(after=after, page_size=self.list_page_size)
+        listed = page.objects
         parsed, unrecognised = parse_listing(listed)
         claimed = self.images.claimed_paths(path for _, path in parsed) if parsed else {}
         plan = plan_orphans(parsed, claimed, now=self.now, grace=self.grace)
-        deleted = delete_objects(self.bucket, plan.delete) if plan.delete else 0
+        deleted = ImagesBucket(self.bucket).delete(plan.delete) if plan.delete else 0
         counts = {
             "objects_listed": len(listed),
             "orphans_deleted": deleted,
             "orphans_kept_young": plan.kept_young,
             "unrecognised_keys": unrecognised,
         }
-        if response.get("IsTruncated") and listed:
+        if page.truncated and listed:
             return StepResult({"phase": "orphans", "after": listed[-1].key}, counts)
         return StepResult(None, counts)

@@ -34,11 +34,11 @@ from lambdas.shared.errors import (
     ConditionFailedError,
     NotFoundError,
     PermanentError,
-    aws_errors,
 )
 from lambdas.shared.images import MAX_UPLOAD_BYTES, ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
 from lambdas.shared.messages import VariantJob
+from lambdas.shared.objects import ImagesBucket, StoredObject
 from lambdas.shared.observability import logger
 from lambdas.shared.worker import JobContext
 from lambdas.variant import ai
@@ -56,12 +56,6 @@ VARIANTS_STAGE_SECONDS = aws.seconds_needed(*[aws.AWS_TIMEOUTS[-1]] * 3)
 AI_STAGE_SECONDS = aws.seconds_needed(*[aws.AWS_TIMEOUTS[-1]] * 2)
 STORE_THREADS = 4
 ERROR_TEXT_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    data: bytes
-    etag: str
 
 
 @dataclass(frozen=True)
@@ -124,23 +118,8 @@ def ai_input_variant(ai_image_width: int) -> str | None:
 
 
 def fetch_object(bucket: str, key: str) -> StoredObject:
-    """GetObject, refusing an object over MAX_ORIGINAL_BYTES before reading it."""
-    with aws_errors(f"get {key}"):
-        response = aws.s3().get_object(Bucket=bucket, Key=key)
-        body = response["Body"]
-        try:
-            declared = int(response.get("ContentLength", 0))
-            if declared > MAX_ORIGINAL_BYTES:
-                raise PermanentError(
-                    f"{key} is {declared} bytes, over the {MAX_ORIGINAL_BYTES} byte limit"
-                )
-            # Read one byte past the limit so a body longer than declared is caught too.
-            data = body.read(MAX_ORIGINAL_BYTES + 1)
-        finally:
-            body.close()
-    if len(data) > MAX_ORIGINAL_BYTES:
-        raise PermanentError(f"{key} is over the {MAX_ORIGINAL_BYTES} byte limit")
-    return StoredObject(data, str(response.get("ETag", "")).strip('"'))
+    """An original or variant, refused (before reading it) over MAX_ORIGINAL_BYTES."""
+    return ImagesBucket(bucket).read(key, limit=MAX_ORIGINAL_BYTES)
 
 
 def fetch_original(settings: Settings, record: ImageRecord) -> StoredObject:
@@ -148,15 +127,13 @@ def fetch_original(settings: Settings, record: ImageRecord) -> StoredObject:
 
 
 def _put_variant(bucket: str, key: str, rendition: Rendition, image_id: str) -> None:
-    with aws_errors(f"put variant {key}"):
-        aws.s3().put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=rendition.data,
-            ContentType=rendition.content_type,
-            CacheControl=VARIANT_CACHE_CONTROL,
-            Metadata={"image-id": image_id},
-        )
+    ImagesBucket(bucket).put(
+        key,
+        rendition.data,
+        content_type=rendition.content_type,
+        cache_control=VARIANT_CACHE_CONTROL,
+        image_id=image_id,
+    )
 
 
 def store_variants(bucket: str, record: ImageRecord, renditions: dict[str, Rendition]) -> None:

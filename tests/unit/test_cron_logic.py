@@ -11,7 +11,6 @@ import pytest
 from lambdas.cron.analytics import image_days, month_day_range, parse_month, rollup_day
 from lambdas.cron.backup_sync import StateEntry, oldest_first, verdict
 from lambdas.cron.cleanup import (
-    ListedObject,
     image_object_keys,
     parse_listing,
     plan_orphans,
@@ -22,6 +21,7 @@ from lambdas.cron.view_counters import VIEW_SHARDS, expires_at, hour_attribute, 
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import ImageRecord
 from lambdas.shared.messages import CronContinuation
+from lambdas.shared.objects import ListedObject
 
 NOW = datetime(2026, 3, 5, 2, 0, tzinfo=UTC)
 
