@@ -25,7 +25,8 @@ except ImportError:
         "aws-cdk-lib is not installed: run `make test` once, or `pip install -e .[infra]`"
     ) from None
 
-from infra.synth import build_app
+from infra.synth import build_app, run_or_exit
 
-app, _stack = build_app()
+# A context that cannot work, or no network for the first layer build: one line, exit 1.
+app, _stack = run_or_exit(build_app, prog="app.py")
 app.synth()

@@ -9,7 +9,8 @@ rendered from it. docs/internals.md lists the names both sides use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from lambdas.shared.config import (
     settings_from_env,
 )
 
-STACK_NAME = "PixflareJobs"
+STACK_NAME = "PixflareJobs"  # the default; `-c stackName=NAME` names another
 
 # --- Lambda target (layers/build.py builds the layers for the same target) ----
 PYTHON_RUNTIME = "python3.12"
@@ -37,9 +38,21 @@ VISIBILITY_MULTIPLIER = 6  # queue visibility = 6 x function timeout (AWS guidan
 SOURCE_RETENTION_DAYS = 4
 DLQ_RETENTION_DAYS = 14  # longer than the source's, so a redriven message keeps its age
 BATCHING_WINDOW_SECONDS = 1
-# The mapping never polls more than this many concurrent invocations, so Lambda
-# throttling cannot bounce messages back to the queue and on into the DLQ.
-MAX_CONCURRENCY = 5
+
+# --- Concurrency -------------------------------------------------------------------
+# Each event source mapping never runs more than its MaximumConcurrency invocations at
+# once, so as long as their sum fits what the account lets the stack use, Lambda never
+# throttles them, and throttling never bounces messages back to the queue and on into
+# the DLQ. `-c concurrencyBudget=N` says how much of the account's concurrency (10 on
+# many new accounts) the stack may use; each mapping gets SQS's minimum of 2 and the
+# rest is shared by WorkerSpec.concurrency_share (mapping_concurrency below).
+CONCURRENCY_BUDGET_CONTEXT = "concurrencyBudget"
+DEFAULT_CONCURRENCY_BUDGET = 10
+MIN_MAPPING_CONCURRENCY = 2  # SQS event source MaximumConcurrency: 2..1000
+MAX_MAPPING_CONCURRENCY = 1000
+# The daily jobs' EventBridge invocations of the cron function (one at a time) run
+# beside its continuation queue's mapping: kept out of what the mappings share.
+SCHEDULED_CONCURRENCY = 1
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ class WorkerSpec:
     queue_url_env: str  # the variable other functions use to send to this queue
     output_prefix: str  # <prefix>QueueUrl / <prefix>DlqUrl
     oldest_message_alarm_seconds: int
-    max_concurrency: int = MAX_CONCURRENCY
+    # Its part of the concurrency budget beyond the minimum 2 (mapping_concurrency).
+    concurrency_share: int = 0
     batching_window_seconds: int = BATCHING_WINDOW_SECONDS
 
     @property
@@ -75,6 +89,7 @@ VARIANT = WorkerSpec(
     queue_url_env="VARIANT_QUEUE_URL",
     output_prefix="Variant",
     oldest_message_alarm_seconds=900,
+    concurrency_share=3,  # the heaviest and the one users wait for
 )
 BACKUP = WorkerSpec(
     key="backup",
@@ -86,6 +101,7 @@ BACKUP = WorkerSpec(
     queue_url_env="BACKUP_QUEUE_URL",
     output_prefix="Backup",
     oldest_message_alarm_seconds=3600,
+    concurrency_share=2,
 )
 DOMAIN = WorkerSpec(
     key="domain",
@@ -97,6 +113,7 @@ DOMAIN = WorkerSpec(
     queue_url_env="DOMAIN_QUEUE_URL",
     output_prefix="Domain",
     oldest_message_alarm_seconds=900,
+    concurrency_share=1,  # a few DNS queries per message
 )
 WORKERS: tuple[WorkerSpec, ...] = (VARIANT, BACKUP, DOMAIN)
 
@@ -111,7 +128,7 @@ CRON = WorkerSpec(
     queue_url_env="CRON_QUEUE_URL",
     output_prefix="Cron",
     oldest_message_alarm_seconds=3600,
-    max_concurrency=2,
+    concurrency_share=0,  # one cursor at a time: the minimum 2 is plenty
     batching_window_seconds=0,
 )
 
@@ -133,6 +150,19 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
 )
 SCHEDULE_RETRY_ATTEMPTS = 2
 SCHEDULE_MAX_EVENT_AGE_HOURS = 2
+# EventBridge invokes the cron function asynchronously: a job that throws is retried
+# by Lambda this many times, then its event goes to the on-failure queue (alarmed).
+CRON_ASYNC_RETRY_ATTEMPTS = 2
+# A start still waiting in Lambda's async queue (throttled) after this long is sent to
+# the on-failure queue instead of running hours late; the operator re-runs it by hand.
+CRON_ASYNC_MAX_EVENT_AGE_HOURS = 6
+# Queue name <stack>-cron-failed: no longer than the longest `-{key}-dlq` suffix, which
+# bounds the stack name (STACK_NAME_LIMIT).
+CRON_FAILURE_QUEUE_SUFFIX = "cron-failed"
+# The cron function's Powertools metrics (lambdas/cron/handler.py), dimensions service
+# and job: runs that finished (1, or 0 when continued on the cron queue), steps taken.
+CRON_FINISHED_METRIC = "CronFinished"
+CRON_STEPS_METRIC = "CronSteps"
 
 # --- Storage -----------------------------------------------------------------
 ABORT_INCOMPLETE_MULTIPART_DAYS = 3
@@ -213,12 +243,20 @@ OUTPUT_BACKUP_KEY = "BackupKeyId"
 OUTPUT_CRON_QUEUE = "CronQueueUrl"
 OUTPUT_CRON_FUNCTION = "CronFunctionName"
 OUTPUT_RUNTIME_SETTINGS = "RuntimeSettings"
+OUTPUT_ALARM_TOPIC = "AlarmTopicArn"  # subscribe a pager here
+
+# --- Alarms ----------------------------------------------------------------------
+ALARM_TOPIC_SUFFIX = "alarms"  # topic name: <stack>-alarms
+# Emitted by the domain function (Powertools: namespace METRICS_NAMESPACE, default
+# dimension service=domain) while the Cloudflare token is not stored yet.
+PROVIDER_NOT_CONFIGURED_METRIC = "ProviderNotConfigured"
 
 # --- Context -------------------------------------------------------------------
 # The runtime settings' context keys, defaults and bounds are declared once, on
 # lambdas.shared.config.Settings; the context is parsed through that model. Besides
 # them the app reads the alarm e-mail and the schedules.
 ALARM_EMAIL_CONTEXT = "alarmEmail"  # empty: the alarms' topic has no subscription
+STACK_NAME_CONTEXT = "stackName"  # names the stack and prefixes every named resource
 # Runtime settings deploy time sets: rendered into the functions' environments.
 # Never a secret, never a resource name (the stack sets those).
 DEPLOYED_SETTINGS: tuple[SettingSpec, ...] = tuple(
@@ -232,14 +270,89 @@ CONTEXT_SETTINGS: dict[str, SettingSpec] = {
 CONTEXT_KEYS: tuple[str, ...] = (
     *CONTEXT_SETTINGS,
     ALARM_EMAIL_CONTEXT,
+    STACK_NAME_CONTEXT,
+    CONCURRENCY_BUDGET_CONTEXT,
     *(spec.context_key for spec in SCHEDULES),
 )
+
+# CloudFormation: a letter, then letters, digits and hyphens, at most 128 characters.
+# Queue names are `{stackName}-{key}` and `{stackName}-{key}-dlq`, and SQS allows 80.
+_STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+QUEUE_NAME_LIMIT = 80
+LONGEST_QUEUE_SUFFIX = max((f"-{spec.key}-dlq" for spec in (*WORKERS, CRON)), key=len)
+STACK_NAME_LIMIT = min(128, QUEUE_NAME_LIMIT - len(LONGEST_QUEUE_SUFFIX))
+
+
+class ContextError(ValueError):
+    """A context value (or a combination of them) that cannot work: one line, naming its key."""
+
+
+def check_stack_name(value: Any) -> str:
+    name = str(value).strip()
+    if not _STACK_NAME_PATTERN.fullmatch(name):
+        raise ContextError(
+            f"context {STACK_NAME_CONTEXT}: {name!r} is not a CloudFormation stack name "
+            "(a letter, then letters, digits and hyphens)"
+        )
+    if len(name) > STACK_NAME_LIMIT:
+        raise ContextError(
+            f"context {STACK_NAME_CONTEXT}: {name!r} is {len(name)} characters; at most "
+            f"{STACK_NAME_LIMIT} fit SQS's {QUEUE_NAME_LIMIT}-character queue names "
+            f"({{stackName}}{LONGEST_QUEUE_SUFFIX})"
+        )
+    return name
+
+
+def _as_budget(value: Any) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise ContextError(
+            f"context {CONCURRENCY_BUDGET_CONTEXT}: expected a whole number, got {value!r}"
+        )
+    return int(text)
+
+
+def minimum_budget(specs: Sequence[WorkerSpec]) -> int:
+    """The least budget these mappings (and the daily jobs' scheduled runs) can work with."""
+    return MIN_MAPPING_CONCURRENCY * len(specs) + SCHEDULED_CONCURRENCY
+
+
+def mapping_concurrency(budget: int, specs: Sequence[WorkerSpec]) -> dict[str, int]:
+    """Each mapping's MaximumConcurrency: 2 each, the rest of the budget by share.
+
+    What is left after every mapping's minimum (and the scheduled runs' one) is split
+    by ``concurrency_share``, largest remainders first (ties in ``specs`` order), capped
+    at SQS's 1000. The sum never exceeds ``budget`` minus the scheduled runs'.
+    """
+    floor = minimum_budget(specs)
+    if budget < floor:
+        raise ContextError(
+            f"context {CONCURRENCY_BUDGET_CONTEXT}: {budget} is too small: the stack's "
+            f"{len(specs)} event source mappings need {MIN_MAPPING_CONCURRENCY} each (SQS's "
+            f"minimum MaximumConcurrency), plus {SCHEDULED_CONCURRENCY} for the daily jobs' "
+            f"scheduled runs: {floor} in all; raise it to what the account's Lambda "
+            "concurrency limit leaves free"
+        )
+    spare = budget - floor
+    total = sum(spec.concurrency_share for spec in specs)
+    extra = {spec.key: 0 for spec in specs}
+    if total:
+        extra = {spec.key: spare * spec.concurrency_share // total for spec in specs}
+        remainders = {spec.key: spare * spec.concurrency_share % total for spec in specs}
+        order = {spec.key: i for i, spec in enumerate(specs)}
+        left = spare - sum(extra.values())
+        for key in sorted(extra, key=lambda k: (-remainders[k], order[k]))[:left]:
+            extra[key] += 1
+    return {
+        spec.key: min(MAX_MAPPING_CONCURRENCY, MIN_MAPPING_CONCURRENCY + extra[spec.key])
+        for spec in specs
+    }
 
 
 def _as_schedule(key: str, value: Any) -> str:
     text = str(value).strip()
     if not (text.startswith(("cron(", "rate(")) and text.endswith(")")):
-        raise ValueError(f"context {key}: expected cron(...) or rate(...), got {value!r}")
+        raise ContextError(f"context {key}: expected cron(...) or rate(...), got {value!r}")
     return text
 
 
@@ -263,7 +376,7 @@ def runtime_settings_from_context(context: Mapping[str, Any]) -> Settings:
             key = keys.get(env, env)
             shown = "" if "got " in message else f", got {given.get(key)!r}"
             problems.append(f"context {key}: {message}{shown}")
-        raise ValueError("; ".join(problems)) from None
+        raise ContextError("; ".join(problems)) from None
 
 
 @dataclass(frozen=True)
@@ -273,16 +386,22 @@ class AppSettings:
     runtime: Settings  # the functions' runtime settings
     alarm_email: str = ""
     schedules: dict[str, str] = field(default_factory=dict)  # job -> expression
+    stack_name: str = STACK_NAME
+    concurrency_budget: int = DEFAULT_CONCURRENCY_BUDGET
 
     @classmethod
     def from_context(cls, get: Mapping[str, Any]) -> AppSettings:
-        """Parse from a mapping of context key -> value (missing keys take defaults)."""
+        """Parse from a mapping of context key -> value (missing keys take defaults).
+
+        Raises ContextError (a ValueError) naming the key when a value, or a
+        combination of values, cannot work.
+        """
 
         def value(key: str, default: Any) -> Any:
             got = get.get(key)
             return default if got is None else got
 
-        return cls(
+        settings = cls(
             runtime=runtime_settings_from_context(get),
             alarm_email=str(value(ALARM_EMAIL_CONTEXT, "")).strip(),
             schedules={
@@ -291,11 +410,60 @@ class AppSettings:
                 )
                 for spec in SCHEDULES
             },
+            stack_name=check_stack_name(value(STACK_NAME_CONTEXT, STACK_NAME)),
+            concurrency_budget=_as_budget(
+                value(CONCURRENCY_BUDGET_CONTEXT, DEFAULT_CONCURRENCY_BUDGET)
+            ),
         )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations whose functions could not work (ContextError, one line)."""
+        runtime = self.runtime
+        if self.runtime.enable_queues and self.uses_cloudflare:
+            if not runtime.cloudflare_zone_id.strip():
+                raise ContextError(
+                    "context cloudflareZoneId: required with customDomainProvider=cloudflare "
+                    "(the zone holding the custom hostnames)"
+                )
+            if not runtime.custom_domain_fallback_cname.strip():
+                raise ContextError(
+                    "context customDomainFallbackCname: required with "
+                    "customDomainProvider=cloudflare (the CNAME target users point their "
+                    "domains at, the zone's fallback origin)"
+                )
+            if not runtime.cloudflare_api_base.startswith(("https://", "http://")):
+                raise ContextError(
+                    "context cloudflareApiBase: must be an http(s) URL, "
+                    f"got {runtime.cloudflare_api_base!r}"
+                )
+        if self.domains_enabled:
+            _check_domain_settings(runtime)
+        self.concurrency  # noqa: B018  (raises ContextError when the budget cannot fit)
 
     @property
     def uses_cloudflare(self) -> bool:
         return self.runtime.custom_domain_provider == "cloudflare"
+
+    @property
+    def domains_enabled(self) -> bool:
+        """Custom domains are deployed (queue, DLQ, function) only with a CNAME target."""
+        return self.runtime.enable_queues and bool(
+            self.runtime.custom_domain_fallback_cname.strip()
+        )
+
+    @property
+    def queue_workers(self) -> tuple[WorkerSpec, ...]:
+        """The queue workers this stack deploys."""
+        if not self.runtime.enable_queues:
+            return ()
+        return tuple(spec for spec in WORKERS if spec is not DOMAIN or self.domains_enabled)
+
+    @property
+    def concurrency(self) -> dict[str, int]:
+        """MaximumConcurrency of each event source mapping, by worker key."""
+        return mapping_concurrency(self.concurrency_budget, (*self.queue_workers, CRON))
 
     def runtime_env(self) -> dict[str, dict[str, str]]:
         """Runtime settings per function key; each function gets only its own."""
@@ -307,6 +475,25 @@ class AppSettings:
             }
             for spec in (*WORKERS, CRON)
         }
+
+
+def _check_domain_settings(runtime: Settings) -> None:
+    """The domain function's names and servers, parsed as it will parse them."""
+    from lambdas.domain.dns_check import parse_nameserver
+    from lambdas.domain.hostnames import normalize_hostname, own_domains
+    from lambdas.shared.errors import PixflareError
+
+    checks: list[tuple[str, Any]] = [
+        ("customDomainFallbackCname", lambda: own_domains(runtime.custom_domain_fallback_cname)),
+        ("ownDomains", lambda: [normalize_hostname(d) for d in runtime.own_domains]),
+        ("dnsNameservers", lambda: [parse_nameserver(s) for s in runtime.dns_nameservers]),
+    ]
+    for key, check in checks:
+        try:
+            check()
+        except (PixflareError, ValueError) as err:
+            reason = str(err).removeprefix("PIXFLARE_DNS_NAMESERVERS: ")
+            raise ContextError(f"context {key}: {reason}") from None
 
 
 def powertools_env(spec: WorkerSpec) -> dict[str, str]:

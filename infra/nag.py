@@ -132,6 +132,16 @@ def events_dlq(queue: IConstruct) -> None:
     )
 
 
+def failure_queue(queue: IConstruct) -> None:
+    ack(
+        queue,
+        "SQS3",
+        "This queue is the cron function's on-failure destination for asynchronous "
+        "invocations, a dead-letter queue in all but name; a DLQ of it would only move "
+        "the problem (its depth is alarmed instead).",
+    )
+
+
 def secret_rotation(secret: IConstruct) -> None:
     ack(
         secret,

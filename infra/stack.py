@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -21,6 +21,11 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.queue_worker import QueueWorker
 from infra.constructs.schedules import Schedules
 from infra.constructs.storage import Storage
+
+DOMAINS_LEFT_OUT = (
+    "custom domains are left out (no domain queue, DLQ or function): "
+    "synthesize with -c customDomainFallbackCname=HOST to deploy them"
+)
 
 
 class PixflareJobsStack(Stack):
@@ -82,17 +87,7 @@ class PixflareJobsStack(Stack):
                     **runtime_env[config.BACKUP.key],
                 ),
             )
-            domain = QueueWorker(
-                self,
-                "Domain",
-                spec=config.DOMAIN,
-                code=code,
-                layers=[layers.deps],
-                environment=env(
-                    "DOMAINS_TABLE", "IDEMPOTENCY_TABLE", **runtime_env[config.DOMAIN.key]
-                ),
-            )
-            self.workers = {w.spec.key: w for w in (variant, backup, domain)}
+            self.workers = {w.spec.key: w for w in (variant, backup)}
 
             # variant: read originals, write variants; its image record; AI labels.
             bucket.grant_read(variant.function)
@@ -123,6 +118,18 @@ class PixflareJobsStack(Stack):
             storage.backup_key.grant_encrypt_decrypt(backup.function)
             nag.kms_encrypt_decrypt(backup.function)
 
+        if settings.domains_enabled:
+            domain = QueueWorker(
+                self,
+                "Domain",
+                spec=config.DOMAIN,
+                code=code,
+                layers=[layers.deps],
+                environment=env(
+                    "DOMAINS_TABLE", "IDEMPOTENCY_TABLE", **runtime_env[config.DOMAIN.key]
+                ),
+            )
+            self.workers[domain.spec.key] = domain
             # domain: no S3; its table; re-checks go back on its own queue.
             storage.domains_table.grant_read_write_data(domain.function)
             nag.table_indexes(domain.function, storage.domains_table)
@@ -132,6 +139,9 @@ class PixflareJobsStack(Stack):
                 secret = self._cloudflare_secret()
                 secret.grant_read(domain.function)
                 domain.function.add_environment(config.ENV_CLOUDFLARE_SECRET_ARN, secret.secret_arn)
+        elif settings.runtime.enable_queues:
+            # Without a CNAME target every check would fail and end in the DLQ.
+            Annotations.of(self).add_info(DOMAINS_LEFT_OUT)
 
         cron_env = env(
             "IMAGES_BUCKET",
@@ -169,14 +179,23 @@ class PixflareJobsStack(Stack):
         if settings.runtime.enable_queues:
             self.workers["backup"].queue.grant_send_messages(cron)
 
-        Monitoring(
+        self.monitoring = Monitoring(
             self,
             "Monitoring",
             workers=[*self.workers.values(), schedules.worker],
             extra_dlqs=[("EventsDlq", schedules.events_dlq)],
+            cron_failures=schedules.failure_queue,
+            cron_jobs=list(schedules.rules),
+            # The domain function emits ProviderNotConfigured while the token is missing.
+            provider_alarm_service=(
+                config.DOMAIN.service
+                if settings.uses_cloudflare and config.DOMAIN.key in self.workers
+                else None
+            ),
             alarm_email=settings.alarm_email,
         )
         nag.events_dlq(schedules.events_dlq)
+        nag.failure_queue(schedules.failure_queue)
         for fn in self.functions.values():
             nag.function_baseline(fn)
         self._outputs(storage, schedules)
@@ -185,11 +204,22 @@ class PixflareJobsStack(Stack):
         existing = self.settings.runtime.cloudflare_api_token_secret_arn
         if existing:
             return secretsmanager.Secret.from_secret_complete_arn(self, "CloudflareToken", existing)
+        # Local imports keep this change inside the method (the placeholder is declared
+        # once, next to the code that recognises it).
+        from aws_cdk import SecretValue
+
+        from lambdas.domain.providers import TOKEN_PLACEHOLDER
+
+        # Created holding a recognisable placeholder, not a generated random string: until
+        # an operator stores the real token (docs/operations.md), the domain function
+        # marks domains blocked with "provider not configured" instead of retrying. The
+        # placeholder is not a secret, so it may stand in the template.
         secret = secretsmanager.Secret(
             self,
             "CloudflareToken",
             description="Pixflare: Cloudflare API token (Custom Hostnames edit on the zone); "
             "put the token here after the first deploy",
+            secret_string_value=SecretValue.unsafe_plain_text(TOKEN_PLACEHOLDER),
         )
         nag.secret_rotation(secret)
         return secret
@@ -200,6 +230,7 @@ class PixflareJobsStack(Stack):
             config.OUTPUT_BACKUP_KEY: storage.backup_key.key_id,
             config.OUTPUT_CRON_QUEUE: schedules.worker.queue.queue_url,
             config.OUTPUT_CRON_FUNCTION: schedules.function.function_name,
+            config.OUTPUT_ALARM_TOPIC: self.monitoring.topic_arn,
         }
         for spec in config.TABLES:
             outputs[spec.output] = storage.tables[spec.key].table_name

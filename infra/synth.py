@@ -6,9 +6,14 @@
   CDK annotations reported. Both synthesize each distinct context once per process.
 - ``python -m infra.synth [-c key=value ...]`` writes ``cdk.out`` and prints the
   template's path (context from cdk.json, then ``-c``), exiting 1 on findings.
+- A context that cannot work (:class:`infra.config.ContextError`) or a layer that
+  cannot be built (:class:`layers.build.BuildError`, e.g. no network on the first
+  synth) ends the synth with one line on stderr and exit status 1
+  (:func:`run_or_exit`), never a traceback; ``app.py`` does the same under ``cdk``.
 
 No AWS calls happen at synth time: the stack is environment-agnostic and uses no
-lookups; layers are built by pip (cached under layers/build/).
+lookups; layers are built by pip (cached under layers/build/): the first synth of
+a clean checkout downloads their wheels from the package index (PyPI).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra import config
 from infra.stack import PixflareJobsStack
+from layers.build import BuildError
 
 ROOT = Path(__file__).resolve().parent.parent
 DISABLE_ASSET_STAGING = "aws:cdk:disable-asset-staging"
@@ -87,12 +93,41 @@ def build_app(
     )
     stack = PixflareJobsStack(
         app,
-        config.STACK_NAME,
+        settings.stack_name,
         settings=settings,
         description="Pixflare background jobs: SQS workers, daily jobs, storage",
     )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return app, stack
+
+
+# What a synth can fail with that the user fixes: shown as one line, not a traceback.
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (config.ContextError, BuildError)
+
+
+def run_or_exit[T](step: Callable[[], T], *, prog: str = "synth") -> T:
+    """``step()``; on an expected failure, its one-line reason on stderr and exit 1."""
+    try:
+        return step()
+    except EXPECTED_FAILURES as err:
+        print(f"{prog}: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def info_messages(outdir: Path) -> list[str]:
+    """The CDK info annotations (e.g. a capability left out), as the CLI would print them."""
+    found: list[str] = []
+    manifest = outdir / "manifest.json"
+    if not manifest.is_file():
+        return found
+    for artifact in json.loads(manifest.read_text()).get("artifacts", {}).values():
+        for path, entries in artifact.get("metadata", {}).items():
+            found.extend(
+                f"[info] {path}: {entry.get('data', '')}"
+                for entry in entries
+                if entry.get("type") == "aws:cdk:info"
+            )
+    return found
 
 
 def _synth_into(app: cdk.App) -> None:
@@ -207,8 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = {**cdk_json_context(), **_parse_context_args(args)}
     outdir = ROOT / "cdk.out"
     (outdir / REPORT_FILE).unlink(missing_ok=True)
-    app, stack = build_app(context, outdir=str(outdir))
+    app, stack = run_or_exit(lambda: build_app(context, outdir=str(outdir)))
     _synth_into(app)
+    for line in info_messages(outdir):
+        print(line, file=sys.stderr)
     findings = _read_findings(outdir)
     for finding in findings:
         print(finding, file=sys.stderr)

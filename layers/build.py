@@ -206,17 +206,31 @@ def content_key(path: Path) -> str:
 
 
 # -- steps ----------------------------------------------------------------------------
+# What pip says when it cannot reach the index (with --quiet, only the last one).
+_OFFLINE_SIGNS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ConnectTimeoutError",
+    "ProxyError",
+    "Could not find a version",
+)
+OFFLINE_HINT = (
+    "cannot download wheels from the package index (is the network up?): the first "
+    "synth of a clean checkout downloads the layers' wheels from PyPI (or PIP_INDEX_URL)"
+)
+
+
 def _run(cmd: Sequence[str], what: str, *, quiet: bool) -> None:
     try:
         subprocess.run(cmd, check=True, capture_output=quiet, text=True)  # noqa: S603
     except subprocess.CalledProcessError as exc:
         detail = [line for line in (exc.stderr or exc.stdout or "").strip().splitlines() if line]
-        hint = ""
-        if any(
-            "Could not find a version" in line or "NewConnectionError" in line for line in detail
-        ):
-            hint = " (the build needs the package index: is the network up?)"
-        raise BuildError(f"{what} failed{hint}: {' | '.join(detail[-5:])}") from exc
+        if any(sign in line for line in detail for sign in _OFFLINE_SIGNS):
+            last = detail[-1].removeprefix("ERROR: ") if detail else ""
+            raise BuildError(f"{what} failed: {OFFLINE_HINT} (pip: {last})") from exc
+        raise BuildError(f"{what} failed: {' | '.join(detail[-5:])}") from exc
 
 
 def compile_tree(tree: Path, shown_as: str, *, quiet: bool = True) -> None:

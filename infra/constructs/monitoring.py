@@ -1,10 +1,15 @@
-"""Alarms (and a small dashboard) over every queue and function."""
+"""Alarms, the topic they notify, and a dashboard over every queue and function.
+
+The widgets are written by hand (a few ``GraphWidget``s) rather than with
+cdk-monitoring-constructs: that library would be a new jsii dependency for what
+is a handful of lines here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
@@ -14,17 +19,24 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra import config
 from infra.constructs.queue_worker import QueueWorker
 
 ALARM_PERIOD = Duration.minutes(5)
+DEPTH_PERIOD = Duration.minutes(1)
+JOBS_PERIOD = Duration.hours(1)
+CLOUDWATCH = "cloudwatch.amazonaws.com"
+HALF_WIDTH = 12  # dashboard grid units (24 across): two graphs a row
 
 
 class Monitoring(Construct):
-    """DLQ depth > 0, age of the oldest message, function errors.
+    """DLQ depth > 0, age of the oldest message, function errors, failed daily jobs.
 
-    With an ``alarm_email`` the alarms notify an SNS topic encrypted with a
-    customer managed key that CloudWatch may use (the AWS-managed SNS key does
-    not let CloudWatch publish).
+    Every alarm notifies (on ALARM and on OK) one SNS topic that is always part of
+    the stack, encrypted with a customer managed key that CloudWatch may use (the
+    AWS-managed SNS key does not let CloudWatch publish). ``alarm_email`` only adds
+    an e-mail subscription; an operator subscribes a pager to the topic from the
+    ``AlarmTopicArn`` output.
     """
 
     def __init__(
@@ -34,24 +46,55 @@ class Monitoring(Construct):
         *,
         workers: Sequence[QueueWorker],
         extra_dlqs: Sequence[tuple[str, sqs.IQueue]] = (),
+        cron_failures: sqs.IQueue | None = None,
+        cron_jobs: Sequence[str] = (),
+        provider_alarm_service: str | None = None,
         alarm_email: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic: sns.Topic | None = None
+        stack = Stack.of(self)
+        topic_name = f"{stack.stack_name}-{config.ALARM_TOPIC_SUFFIX}"
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Pixflare: encrypts the alarm topic",
+            enable_key_rotation=True,
+        )
+        key.grant(iam.ServicePrincipal(CLOUDWATCH), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=topic_name,
+            display_name="Pixflare alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        # The TLS-only policy replaces SNS's default topic policy, so CloudWatch is named
+        # explicitly: alarms of this account and region only (confused deputy).
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal(CLOUDWATCH)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
         if alarm_email:
-            key = kms.Key(
-                self,
-                "AlarmTopicKey",
-                description="Pixflare: encrypts the alarm topic",
-                enable_key_rotation=True,
-            )
-            key.grant(
-                iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                "kms:Decrypt",
-                "kms:GenerateDataKey*",
-            )
-            self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        # The topic's ARN built from its fixed name (not a Ref), so the embedded local
+        # stack, which creates no SNS topic, can still resolve the stack's outputs.
+        self.topic_arn = stack.format_arn(service="sns", resource=topic_name)
 
         self.alarms: list[cloudwatch.Alarm] = []
         widgets: list[cloudwatch.IWidget] = []
@@ -77,35 +120,123 @@ class Monitoring(Construct):
             )
             widgets.append(
                 cloudwatch.GraphWidget(
+                    width=HALF_WIDTH,
                     title=f"{name}: queue",
                     left=[
-                        worker.queue.metric_approximate_number_of_messages_visible(),
+                        worker.queue.metric_approximate_number_of_messages_visible(label="visible"),
                         worker.dlq.metric_approximate_number_of_messages_visible(
                             label="DLQ visible"
                         ),
                     ],
-                    right=[worker.queue.metric_approximate_age_of_oldest_message()],
+                    right=[
+                        worker.queue.metric_approximate_age_of_oldest_message(
+                            label="oldest message (s)", statistic="Maximum"
+                        )
+                    ],
                 )
             )
             widgets.append(
                 cloudwatch.GraphWidget(
+                    width=HALF_WIDTH,
                     title=f"{name}: function",
-                    left=[worker.function.metric_invocations(), worker.function.metric_errors()],
-                    right=[worker.function.metric_duration()],
+                    left=[
+                        worker.function.metric_invocations(label="invocations"),
+                        worker.function.metric_errors(label="errors"),
+                        worker.function.metric_throttles(label="throttles"),
+                    ],
+                    right=[
+                        worker.function.metric_duration(label="duration avg (ms)"),
+                        worker.function.metric_duration(
+                            label="duration max (ms)", statistic="Maximum"
+                        ),
+                    ],
                 )
             )
         for name, dlq in extra_dlqs:
             self._dlq_alarm(name, dlq)
 
+        failures: list[cloudwatch.IMetric] = [
+            dlq.metric_approximate_number_of_messages_visible(
+                label=f"{name} visible", period=DEPTH_PERIOD, statistic="Maximum"
+            )
+            for name, dlq in extra_dlqs
+        ]
+        if cron_failures is not None:
+            self._alarm(
+                "CronFailedJobs",
+                cron_failures.metric_approximate_number_of_messages_visible(
+                    period=DEPTH_PERIOD, statistic="Maximum"
+                ),
+                threshold=0,
+                periods=1,
+                description="a daily job failed after Lambda's retries (or started too "
+                "late); its event and error are on the cron on-failure queue",
+            )
+            failures.insert(
+                0,
+                cron_failures.metric_approximate_number_of_messages_visible(
+                    label="failed jobs (on-failure queue)",
+                    period=DEPTH_PERIOD,
+                    statistic="Maximum",
+                ),
+            )
+        if provider_alarm_service is not None:
+            self._alarm(
+                "ProviderNotConfigured",
+                cloudwatch.Metric(
+                    namespace=config.METRICS_NAMESPACE,
+                    metric_name=config.PROVIDER_NOT_CONFIGURED_METRIC,
+                    dimensions_map={"service": provider_alarm_service},
+                    period=ALARM_PERIOD,
+                    statistic="Sum",
+                ),
+                threshold=0,
+                periods=1,
+                description="the custom-domain provider is not configured yet (store the "
+                "Cloudflare API token in its secret); domain checks cannot proceed",
+            )
+        if cron_jobs:
+            widgets.append(
+                cloudwatch.GraphWidget(
+                    width=HALF_WIDTH,
+                    title="daily jobs: runs finished (left) and steps (right)",
+                    left=[self._cron_metric(config.CRON_FINISHED_METRIC, job) for job in cron_jobs],
+                    right=[self._cron_metric(config.CRON_STEPS_METRIC, job) for job in cron_jobs],
+                )
+            )
+        if failures:
+            widgets.append(
+                cloudwatch.GraphWidget(
+                    width=HALF_WIDTH, title="daily jobs: failures", left=failures
+                )
+            )
+
         dashboard = cloudwatch.Dashboard(self, "Dashboard")
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                alarms=list(self.alarms), title="Pixflare alarms", width=2 * HALF_WIDTH
+            )
+        )
         for i in range(0, len(widgets), 2):
             dashboard.add_widgets(*widgets[i : i + 2])
+
+    @staticmethod
+    def _cron_metric(metric_name: str, job: str) -> cloudwatch.Metric:
+        """The cron function's EMF metrics carry Powertools' service dimension and the job."""
+        return cloudwatch.Metric(
+            namespace=config.METRICS_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={"service": config.CRON.service, "job": job},
+            period=JOBS_PERIOD,
+            statistic="Sum",
+            label=job,
+        )
 
     def _dlq_alarm(self, alarm_id: str, dlq: sqs.IQueue) -> None:
         self._alarm(
             alarm_id,
             dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
+                period=DEPTH_PERIOD, statistic="Maximum"
             ),
             threshold=0,
             periods=1,
@@ -131,6 +262,7 @@ class Monitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"Pixflare: {description}",
         )
-        if self.topic is not None:
-            alarm.add_alarm_action(actions.SnsAction(self.topic))
+        action = actions.SnsAction(self.topic)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
         self.alarms.append(alarm)

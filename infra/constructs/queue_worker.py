@@ -1,7 +1,10 @@
 """A queue, its dead-letter queue and the Lambda function that consumes it.
 
 Used for the variant, backup and domain workers and for the cron function's
-continuation queue. The numbers come from a :class:`infra.config.WorkerSpec`.
+continuation queue. The numbers come from a :class:`infra.config.WorkerSpec`; the
+mapping's MaximumConcurrency from the stack's concurrency budget
+(:attr:`infra.config.AppSettings.concurrency`). Queue names are
+``{stackName}-{key}`` and ``{stackName}-{key}-dlq``.
 """
 
 from __future__ import annotations
@@ -80,10 +83,17 @@ class QueueWorker(Construct):
         code: lambda_.Code,
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str] | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
         stack = Stack.of(self)
+        if max_concurrency is None:
+            # Derived from the stack's concurrency budget (infra/config.py).
+            settings = getattr(stack, "settings", None)
+            budget = settings.concurrency if isinstance(settings, config.AppSettings) else {}
+            max_concurrency = budget.get(spec.key, config.MIN_MAPPING_CONCURRENCY)
+        self.max_concurrency = max_concurrency
         # A fixed name lets the DLQ's redrive-allow policy name its source queue by
         # ARN without a reference (source -> DLQ -> source would be a cycle).
         queue_name = f"{stack.stack_name}-{spec.key}"
@@ -133,7 +143,7 @@ class QueueWorker(Construct):
                 batch_size=spec.batch_size,
                 report_batch_item_failures=True,
                 max_batching_window=batching_window,
-                max_concurrency=spec.max_concurrency,
+                max_concurrency=max_concurrency,
             )
         )
         # Invalid messages go to the DLQ at once, without waiting for maxReceiveCount.

@@ -8,9 +8,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lambdas.shared.config import Settings
 from lambdas.shared.errors import PixflareError
 from pixflare.context import CommandContext, CommandError
 from pixflare.operations.domains import DomainView, add_domain, domain_status, recheck_domain
+
+NOT_DEPLOYED = (
+    "custom domains are not deployed: synthesize with "
+    "-c customDomainFallbackCname=HOST (the CNAME target users point their domains at) "
+    "and deploy again"
+)
+
+
+def deployed(settings: Settings) -> Settings:
+    """The settings, if the stack has custom domains; else a CommandError saying how.
+
+    A stack with queues but no domain queue (no DomainQueueUrl output) was synthesized
+    without customDomainFallbackCname, which leaves the capability out.
+    """
+    if settings.enable_queues and not settings.domain_queue_url:
+        raise CommandError(NOT_DEPLOYED)
+    return settings
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +82,7 @@ def _human(view: DomainView, *, intro: str, queued_here: bool = False) -> str:
 
 def run_add(args: argparse.Namespace, ctx: CommandContext) -> int:
     try:
-        view = add_domain(ctx.settings, args.hostname, args.owner)
+        view = add_domain(deployed(ctx.settings), args.hostname, args.owner)
     except PixflareError as err:
         raise CommandError(str(err)) from None
     intro = (
@@ -78,7 +96,7 @@ def run_add(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 def run_status(args: argparse.Namespace, ctx: CommandContext) -> int:
     try:
-        view = domain_status(ctx.settings, args.hostname)
+        view = domain_status(deployed(ctx.settings), args.hostname)
     except PixflareError as err:
         raise CommandError(str(err)) from None
     ctx.emit(view.to_dict(), lambda: _human(view, intro="DNS records to create:"))
@@ -87,7 +105,7 @@ def run_status(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 def run_recheck(args: argparse.Namespace, ctx: CommandContext) -> int:
     try:
-        view = recheck_domain(ctx.settings, args.hostname)
+        view = recheck_domain(deployed(ctx.settings), args.hostname)
     except PixflareError as err:
         raise CommandError(str(err)) from None
     ctx.emit(view.to_dict(), lambda: _human(view, intro="New round of checks started for:"))

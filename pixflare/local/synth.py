@@ -21,12 +21,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTH_TIMEOUT_SECONDS = 600
+# A context that cannot work or a layer that cannot be built: one line, exit 1.
 _SCRIPT = (
     "import json, sys\n"
-    "from infra.synth import synth_template\n"
+    "from infra.synth import run_or_exit, synth_template\n"
     "context = json.loads(sys.argv[1])\n"
-    "sys.stdout.write(json.dumps(synth_template(context)))\n"
+    "sys.stdout.write(json.dumps(run_or_exit(lambda: synth_template(context))))\n"
 )
+# The local stack deploys custom domains too (a deployed stack needs the operator's own
+# `-c customDomainFallbackCname=...`); a reserved .localhost name nobody can claim.
+LOCAL_CONTEXT: dict[str, Any] = {"customDomainFallbackCname": "edge.pixflare.localhost"}
 
 
 class SynthError(RuntimeError):
@@ -34,11 +38,13 @@ class SynthError(RuntimeError):
 
 
 def cdk_context(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """cdk.json's context (what `cdk deploy` uses), then the caller's overrides."""
+    """cdk.json's context (what `cdk deploy` uses), then the local defaults
+    (:data:`LOCAL_CONTEXT`), then the caller's overrides."""
     context: dict[str, Any] = {}
     cdk_json = ROOT / "cdk.json"
     if cdk_json.is_file():
         context.update(json.loads(cdk_json.read_text()).get("context", {}))
+    context.update(LOCAL_CONTEXT)
     context.update(overrides or {})
     return context
 

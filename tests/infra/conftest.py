@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.synth import SynthResult, synthesize
-from tests.infra.support import CUSTOM, DEFAULT, QUEUES_OFF, Template
+from tests.infra.support import CUSTOM, DEFAULT, DOMAINS_OFF, NAMED, QUEUES_OFF, Template
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,16 @@ def custom_synth() -> SynthResult:
 
 
 @pytest.fixture(scope="session")
+def domains_off_synth() -> SynthResult:
+    return synthesize(DOMAINS_OFF)
+
+
+@pytest.fixture(scope="session")
+def named_synth() -> SynthResult:
+    return synthesize(NAMED)
+
+
+@pytest.fixture(scope="session")
 def template(default_synth: SynthResult) -> Template:
     return default_synth.template
 
@@ -36,3 +46,13 @@ def queues_off(queues_off_synth: SynthResult) -> Template:
 @pytest.fixture(scope="session")
 def custom(custom_synth: SynthResult) -> Template:
     return custom_synth.template
+
+
+@pytest.fixture(scope="session")
+def domains_off(domains_off_synth: SynthResult) -> Template:
+    return domains_off_synth.template
+
+
+@pytest.fixture(scope="session")
+def named(named_synth: SynthResult) -> Template:
+    return named_synth.template

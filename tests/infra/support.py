@@ -7,11 +7,18 @@ from typing import Any
 
 Template = dict[str, Any]
 
-DEFAULT: dict[str, str] = {}
+# cdk.json's defaults plus a CNAME target, so the domain worker is deployed and tested.
+DEFAULT: dict[str, str] = {"customDomainFallbackCname": "images.example.com"}
+# cdk.json's defaults alone: no CNAME target, so custom domains are left out.
+DOMAINS_OFF: dict[str, str] = {}
 QUEUES_OFF = {"enableQueues": "false"}
+# A second stack in the same account and region, with a larger concurrency budget.
+NAMED = {**DEFAULT, "stackName": "PixflareStaging", "concurrencyBudget": "20"}
 CUSTOM = {
     "enableAiClassification": "true",
     "customDomainProvider": "cloudflare",
+    "customDomainFallbackCname": "edge.pixflare.example",
+    "cloudflareZoneId": "0123456789abcdef0123456789abcdef",
     "alarmEmail": "ops@example.com",
     "cleanupSchedule": "cron(30 4 * * ? *)",
     "domainMaxChecks": "12",

@@ -31,6 +31,7 @@ ALWAYS_OUTPUTS = {
     "CronQueueUrl",
     "CronFunctionName",
     "RuntimeSettings",
+    "AlarmTopicArn",
 }
 # cfn-lint warnings we accept, each for a named reason.
 ACCEPTED_WARNINGS = {
@@ -41,12 +42,16 @@ ACCEPTED_WARNINGS = {
 }
 # cdk-nag rules we acknowledge (each acknowledgment carries its own reason, see infra/nag.py).
 ACKNOWLEDGEABLE = {"IAM4", "IAM5", "L1", "SQS3", "SMG4"}
-SYNTHS = ["default_synth", "queues_off_synth", "custom_synth"]
+SYNTHS = ["default_synth", "queues_off_synth", "custom_synth", "domains_off_synth"]
 
 
-def test_outputs(template: Template, queues_off: Template) -> None:
+def test_outputs(template: Template, queues_off: Template, domains_off: Template) -> None:
     assert set(template["Outputs"]) == ALWAYS_OUTPUTS | QUEUE_OUTPUTS
     assert set(queues_off["Outputs"]) == ALWAYS_OUTPUTS
+    # No DomainQueueUrl: `pixflare domain ...` says custom domains are not deployed.
+    assert set(domains_off["Outputs"]) == ALWAYS_OUTPUTS | (
+        QUEUE_OUTPUTS - {"DomainQueueUrl", "DomainDlqUrl"}
+    )
 
 
 def test_output_values_point_at_the_right_resources(template: Template) -> None:
@@ -79,7 +84,10 @@ def _alarms(template: Template) -> list[dict]:
 
 def test_every_dlq_has_a_depth_alarm(template: Template) -> None:
     dlqs = {lid for lid, res in resources(template, "AWS::SQS::Queue").items() if "Dlq" in lid}
+    failures = {lid for lid in resources(template, "AWS::SQS::Queue") if "CronFailures" in lid}
     assert len(dlqs) == 5  # 3 workers + cron continuation + EventBridge targets
+    assert len(failures) == 1  # the cron function's on-failure destination
+    dlqs |= failures
     alarmed = set()
     for alarm in _alarms(template):
         if alarm["MetricName"] == "ApproximateNumberOfMessagesVisible":
@@ -116,21 +124,15 @@ def test_function_error_alarms(template: Template) -> None:
     assert alarmed == functions
 
 
-def test_alarm_topic_only_with_email(template: Template, custom: Template) -> None:
-    assert not resources(template, "AWS::SNS::Topic")
-    assert all("AlarmActions" not in a for a in _alarms(template))
-    (topic_id,) = resources(custom, "AWS::SNS::Topic")
-    assert "KmsMasterKeyId" in props(custom, topic_id)
-    policies = [
-        st
-        for res in resources(custom, "AWS::SNS::TopicPolicy").values()
-        for st in res["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    assert any(
-        st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
-        for st in policies
-    )
-    assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in _alarms(custom))
+def test_alarm_topic_always_and_every_alarm_acts_on_it(
+    template: Template, custom: Template
+) -> None:
+    """tests/infra/test_monitoring.py has the details; here the headline."""
+    for synthesized in (template, custom):
+        (topic_id,) = resources(synthesized, "AWS::SNS::Topic")
+        assert "KmsMasterKeyId" in props(synthesized, topic_id)
+        assert all(a["AlarmActions"] == [{"Ref": topic_id}] for a in _alarms(synthesized))
+    assert not resources(template, "AWS::SNS::Subscription")
     (sub,) = resources(custom, "AWS::SNS::Subscription").values()
     assert sub["Properties"]["Protocol"] == "email"
 

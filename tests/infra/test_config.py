@@ -70,6 +70,8 @@ def test_context_values_are_parsed_like_the_environment() -> None:
             "aiMinClassificationScore": " 0.35 ",  # -c: strings
             "dnsNameservers": " 1.1.1.1 , 8.8.8.8:53 ",
             "customDomainProvider": "cloudflare",
+            "customDomainFallbackCname": "images.example.com",
+            "cloudflareZoneId": "z1",
             "cloudflareApiTokenSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:cf",
             "alarmEmail": " ops@example.com ",
         }
@@ -95,7 +97,13 @@ def test_every_context_key_is_read() -> None:
 
 
 def test_rendered_environment_is_the_deployed_settings_only() -> None:
-    settings = config.AppSettings.from_context({"customDomainProvider": "cloudflare"})
+    settings = config.AppSettings.from_context(
+        {
+            "customDomainProvider": "cloudflare",
+            "customDomainFallbackCname": "images.example.com",
+            "cloudflareZoneId": "z1",
+        }
+    )
     env = settings.runtime_env()
     assert set(env) == {"variant", "backup", "domain", "cron"}
     rendered = {name for function in env.values() for name in function}
@@ -110,3 +118,78 @@ def test_rendered_environment_is_the_deployed_settings_only() -> None:
         for name in function:
             field = ENV_FIELDS[name]
             assert getattr(parsed, field) == getattr(settings.runtime, field)
+
+
+CNAME = {"customDomainFallbackCname": "images.example.com"}
+CLOUDFLARE = {**CNAME, "customDomainProvider": "cloudflare", "cloudflareZoneId": "z1"}
+
+
+@pytest.mark.parametrize(
+    ("context", "key", "reason"),
+    [
+        ({**CNAME, "concurrencyBudget": "8"}, "concurrencyBudget", "8 is too small.*9 in all"),
+        ({"concurrencyBudget": "6"}, "concurrencyBudget", "3 event source mappings.*7 in all"),
+        ({"enableQueues": "false", "concurrencyBudget": "2"}, "concurrencyBudget", "3 in all"),
+        ({"concurrencyBudget": "ten"}, "concurrencyBudget", "expected a whole number"),
+        ({"concurrencyBudget": "-5"}, "concurrencyBudget", "expected a whole number"),
+        ({"stackName": "pix_flare"}, "stackName", "not a CloudFormation stack name"),
+        ({"stackName": "1pix"}, "stackName", "not a CloudFormation stack name"),
+        ({"stackName": "P" * 69}, "stackName", "69 characters; at most 68"),
+        ({"customDomainProvider": "cloudflare"}, "cloudflareZoneId", "required with"),
+        (
+            {"customDomainProvider": "cloudflare", "cloudflareZoneId": "z1"},
+            "customDomainFallbackCname",
+            "required with customDomainProvider=cloudflare",
+        ),
+        (
+            {**CLOUDFLARE, "cloudflareApiBase": "api.cloudflare.com"},
+            "cloudflareApiBase",
+            "http\\(s\\) URL",
+        ),
+        ({"customDomainFallbackCname": "https://cdn/"}, "customDomainFallbackCname", "label"),
+        ({**CNAME, "dnsNameservers": "1.1.1.1:dns"}, "dnsNameservers", "bad port"),
+        ({**CNAME, "ownDomains": "exa mple.com"}, "ownDomains", "exa mple"),
+    ],
+)
+def test_a_context_that_cannot_work_is_refused_naming_its_option(
+    context: dict[str, str], key: str, reason: str
+) -> None:
+    with pytest.raises(config.ContextError, match=f"^context {key}: .*{reason}") as caught:
+        config.AppSettings.from_context(context)
+    assert "\n" not in str(caught.value)
+
+
+def test_stack_name_and_budget_defaults() -> None:
+    settings = config.AppSettings.from_context({})
+    assert settings.stack_name == config.STACK_NAME == "PixflareJobs"
+    assert settings.concurrency_budget == config.DEFAULT_CONCURRENCY_BUDGET == 10
+    assert config.AppSettings.from_context({"stackName": "P" * 68}).stack_name == "P" * 68
+    # Without a CNAME target custom domains are left out, not deployed to fail.
+    assert not settings.domains_enabled
+    assert config.DOMAIN not in settings.queue_workers
+    assert config.AppSettings.from_context(CNAME).domains_enabled
+    assert config.AppSettings.from_context(CLOUDFLARE).uses_cloudflare
+    # With queues off nothing about custom domains can fail.
+    off = config.AppSettings.from_context(
+        {"enableQueues": "false", "customDomainProvider": "cloudflare"}
+    )
+    assert off.concurrency == {"cron": 2}
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [
+        (9, {"variant": 2, "backup": 2, "domain": 2, "cron": 2}),
+        (10, {"variant": 3, "backup": 2, "domain": 2, "cron": 2}),
+        (17, {"variant": 6, "backup": 5, "domain": 3, "cron": 2}),
+        (20, {"variant": 7, "backup": 6, "domain": 4, "cron": 2}),
+        (5000, {"variant": 1000, "backup": 1000, "domain": 834, "cron": 2}),
+    ],
+)
+def test_concurrency_split(budget: int, expected: dict[str, int]) -> None:
+    got = config.AppSettings.from_context({**CNAME, "concurrencyBudget": budget}).concurrency
+    assert got == expected
+    assert sum(got.values()) + config.SCHEDULED_CONCURRENCY <= budget
+    assert all(
+        config.MIN_MAPPING_CONCURRENCY <= v <= config.MAX_MAPPING_CONCURRENCY for v in got.values()
+    )

@@ -6,6 +6,10 @@ import pytest
 
 from infra import config
 from tests.infra.support import (
+    DEFAULT,
+    DOMAINS_OFF,
+    NAMED,
+    QUEUES_OFF,
     Template,
     function_by_handler,
     mapping_for,
@@ -34,13 +38,13 @@ def test_exact_queue_inventory(template: Template) -> None:
     }
     worker_sources = {f"{STACK}-{key}" for key, *_ in WORKERS}
     worker_dlqs = {f"{STACK}-{key}-dlq" for key, *_ in WORKERS}
-    cron = {f"{STACK}-cron", f"{STACK}-cron-dlq"}
+    cron = {f"{STACK}-cron", f"{STACK}-cron-dlq", f"{STACK}-cron-failed"}
     assert len(worker_sources) == 3
     assert len(worker_dlqs) == 3
-    # 3 worker queues + 3 worker DLQs + cron continuation queue + its DLQ
-    # + the EventBridge targets' DLQ (unnamed) = 9.
+    # 3 worker queues + 3 worker DLQs + cron continuation queue + its DLQ + the cron
+    # function's on-failure queue + the EventBridge targets' DLQ (unnamed) = 10.
     assert names == worker_sources | worker_dlqs | cron | {None}
-    assert len(resources(template, "AWS::SQS::Queue")) == 9
+    assert len(resources(template, "AWS::SQS::Queue")) == 10
 
 
 def test_events_dlq_is_separate_and_unnamed(template: Template) -> None:
@@ -103,7 +107,6 @@ def test_worker_mapping_numbers(
     assert mapping["BatchSize"] == batch
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= 10
-    assert mapping["ScalingConfig"]["MaximumConcurrency"] == config.MAX_CONCURRENCY
     assert 1 <= mapping["MaximumBatchingWindowInSeconds"] <= 2
     assert props(template, fn)["Timeout"] == timeout
     assert props(template, queue)["VisibilityTimeout"] == 6 * timeout
@@ -144,10 +147,108 @@ def test_enable_queues_false_removes_workers(queues_off: Template) -> None:
         res["Properties"].get("QueueName")
         for res in resources(queues_off, "AWS::SQS::Queue").values()
     }
-    assert names == {f"{STACK}-cron", f"{STACK}-cron-dlq", None}
+    assert names == {f"{STACK}-cron", f"{STACK}-cron-dlq", f"{STACK}-cron-failed", None}
     handlers = {
         res["Properties"]["Handler"]
         for res in resources(queues_off, "AWS::Lambda::Function").values()
     }
     assert handlers == {CRON_HANDLER}
     assert len(resources(queues_off, "AWS::Lambda::EventSourceMapping")) == 1
+
+
+def _concurrency(template: Template) -> dict[str, int]:
+    """MaximumConcurrency of each mapping, by the key of the queue it reads."""
+    found: dict[str, int] = {}
+    for res in resources(template, "AWS::Lambda::EventSourceMapping").values():
+        queue = res["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        name = props(template, queue)["QueueName"]
+        found[name.rsplit("-", 1)[-1]] = res["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("fixture", "context", "expected"),
+    [
+        # budget 10 (the default): 2 each + 1 for the scheduled runs, the 1 left to variant
+        ("template", DEFAULT, {"variant": 3, "backup": 2, "domain": 2, "cron": 2}),
+        # budget 20: 11 spare shared 3:2:1 (largest remainders first)
+        ("named", NAMED, {"variant": 7, "backup": 6, "domain": 4, "cron": 2}),
+        ("domains_off", DOMAINS_OFF, {"variant": 4, "backup": 3, "cron": 2}),
+        ("queues_off", QUEUES_OFF, {"cron": 2}),
+    ],
+)
+def test_mapping_concurrency_is_derived_from_the_budget(
+    fixture: str, context: dict[str, str], expected: dict[str, int], request: pytest.FixtureRequest
+) -> None:
+    template: Template = request.getfixturevalue(fixture)
+    settings = config.AppSettings.from_context(context)
+    found = _concurrency(template)
+    assert found == expected == settings.concurrency
+    assert all(2 <= value <= 1000 for value in found.values())
+    # The mappings and the daily jobs' scheduled runs fit the budget.
+    assert sum(found.values()) + config.SCHEDULED_CONCURRENCY <= settings.concurrency_budget
+
+
+def test_without_a_cname_target_custom_domains_are_left_out(domains_off: Template) -> None:
+    names = {
+        res["Properties"].get("QueueName")
+        for res in resources(domains_off, "AWS::SQS::Queue").values()
+    }
+    assert not {f"{STACK}-domain", f"{STACK}-domain-dlq"} & names
+    assert {f"{STACK}-variant", f"{STACK}-backup", f"{STACK}-cron"} <= names
+    handlers = {
+        res["Properties"]["Handler"]
+        for res in resources(domains_off, "AWS::Lambda::Function").values()
+    }
+    assert "lambdas.domain.handler.handler" not in handlers
+    assert len(resources(domains_off, "AWS::Lambda::EventSourceMapping")) == 3
+
+
+def test_leaving_custom_domains_out_says_so() -> None:
+    from infra.stack import DOMAINS_LEFT_OUT
+    from infra.synth import DISABLE_ASSET_STAGING, build_app, cdk_json_context
+
+    _, stack = build_app({**cdk_json_context(), **DOMAINS_OFF, DISABLE_ASSET_STAGING: True})
+    infos = [
+        entry.data
+        for entry in stack.node.metadata
+        if entry.type == "aws:cdk:info"  # what `cdk synth` prints as [Info]
+    ]
+    assert infos == [DOMAINS_LEFT_OUT]
+    assert "-c customDomainFallbackCname=" in DOMAINS_LEFT_OUT
+
+
+def test_a_named_stack_prefixes_every_named_resource(named: Template) -> None:
+    name = NAMED["stackName"]
+    queues = {
+        res["Properties"].get("QueueName") for res in resources(named, "AWS::SQS::Queue").values()
+    }
+    keys = ["variant", "backup", "domain", "cron"]
+    assert queues == {f"{name}-{k}" for k in keys} | {f"{name}-{k}-dlq" for k in keys} | {
+        f"{name}-cron-failed",
+        None,
+    }
+    # Every explicit physical name in the template starts with the stack's name.
+    named_props = (
+        "QueueName",
+        "BucketName",
+        "TableName",
+        "FunctionName",
+        "LogGroupName",
+        "Name",
+        "TopicName",
+        "AlarmName",
+        "DashboardName",
+        "RoleName",
+        "KeyAlias",
+    )
+    for lid, res in named["Resources"].items():
+        for prop in named_props:
+            value = res.get("Properties", {}).get(prop)
+            if isinstance(value, str):
+                assert value.startswith(f"{name}-"), (lid, prop, value)
+    # The redrive-allow policies still name their source queues.
+    for key in keys:
+        dlq = queue_by_name(named, f"{name}-{key}-dlq")
+        (arn,) = props(named, dlq)["RedriveAllowPolicy"]["sourceQueueArns"]
+        assert arn["Fn::Join"][1][-1] == f":{name}-{key}"

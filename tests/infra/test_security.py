@@ -47,7 +47,13 @@ REACH = {
         "key": False,
     },
     "lambdas.cron.handler.handler": {
-        "queues": {"SchedulesCronQueue", "SchedulesCronDlq", "BackupQueue"},
+        # SchedulesCronFailures: its on-failure destination (CDK's destination grant).
+        "queues": {
+            "SchedulesCronQueue",
+            "SchedulesCronDlq",
+            "SchedulesCronFailures",
+            "BackupQueue",
+        },
         "tables": {
             "StorageImagesTable",
             "StorageStatsTable",
@@ -87,10 +93,12 @@ def test_no_identity_policy_has_wildcard_actions_or_resources(template: Template
 
 
 def test_resource_policies_only_deny_or_name_their_principal(template: Template) -> None:
-    """Queue, bucket and key policies: Deny statements, or an Allow to a named principal;
-    the one "kms:*" is the key policy's delegation to the account's IAM (AWS requires it)."""
+    """Queue, topic, bucket and key policies: Deny statements, or an Allow to a named
+    principal; the one "kms:*" is the key policy's delegation to the account's IAM (AWS
+    requires it); CloudWatch may use the alarm topic's key to publish alarms."""
     for kind, field in (
         ("AWS::SQS::QueuePolicy", "PolicyDocument"),
+        ("AWS::SNS::TopicPolicy", "PolicyDocument"),
         ("AWS::S3::BucketPolicy", "PolicyDocument"),
         ("AWS::KMS::Key", "KeyPolicy"),
     ):
@@ -100,7 +108,10 @@ def test_resource_policies_only_deny_or_name_their_principal(template: Template)
                     continue
                 principal = st.get("Principal")
                 assert principal not in ("*", {"AWS": "*"}), (lid, st)
-                if kind == "AWS::KMS::Key":
+                if kind == "AWS::KMS::Key" and principal == {"Service": "cloudwatch.amazonaws.com"}:
+                    assert lid.startswith("MonitoringAlarmTopicKey"), lid
+                    assert set(as_list(st["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+                elif kind == "AWS::KMS::Key":
                     assert as_list(st["Action"]) == ["kms:*"]
                     assert ":root" in str(principal), (lid, st)
                 else:

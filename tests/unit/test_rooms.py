@@ -5,6 +5,7 @@ hold ``lambdas/`` alone."""
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,12 @@ def project_imports(path: Path) -> set[str]:
 
 
 def room_files(room: str) -> list[Path]:
-    return [p for p in (ROOT / room).rglob("*.py") if "build" not in p.relative_to(ROOT).parts]
+    """The room's sources, not what layers/build.py made (copies and installed packages)."""
+    found = []
+    for directory, subdirectories, files in os.walk(ROOT / room):
+        subdirectories[:] = [d for d in subdirectories if d not in ("build", "__pycache__")]
+        found += [Path(directory) / name for name in files if name.endswith(".py")]
+    return found
 
 
 @pytest.mark.parametrize("room", sorted(ALLOWED))
