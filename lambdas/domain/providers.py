@@ -14,11 +14,17 @@ Cloudflare to validate again) when present but not active. Its ``status`` maps t
   on the DNS schedule.
 
 HTTP errors: 5xx, 429, timeouts and unreachable -> TransientError (backoff, DLQ
-after three receives). 401/403 -> AccessDeniedError: a bad or under-scoped token
-is a deployment mistake, so it is transient on purpose (as for AWS credentials):
-the messages wait in the DLQ and a redrive after fixing the token finishes them.
-404 (a wrong zone id) is transient for the same reason. Other 4xx (Cloudflare
-refusing the hostname itself) -> refused.
+after three receives). 404 (a wrong zone id) is transient too: a deployment
+mistake that a redrive finishes once fixed. Other 4xx (Cloudflare refusing the
+hostname itself) -> refused.
+
+No usable token -> ProviderNotConfiguredError, a PermanentError the domain function
+records as ``blocked`` once (no retries, no DLQ) with the one thing to do, "provider
+not configured: store the API token in secret <ARN> (...)". That is: the secret
+holds the placeholder the stack creates it with (``NOT-SET...``), holds nothing,
+has no value yet; or Cloudflare answers 401/403 for the token. Retrying cannot help
+until an operator stores a token; ``pixflare domain recheck`` restarts the domain
+after that.
 
 The token comes from CLOUDFLARE_API_TOKEN, else from the Secrets Manager secret at
 CLOUDFLARE_API_TOKEN_SECRET_ARN (a plain string, or JSON with a ``token`` key). It
@@ -38,7 +44,13 @@ from typing import Any, Literal, Protocol
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import Deadline
-from lambdas.shared.errors import AccessDeniedError, ConfigError, TransientError, aws_errors
+from lambdas.shared.errors import (
+    ConfigError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    aws_errors,
+)
 
 ActivationState = Literal["active", "pending", "refused"]
 
@@ -65,6 +77,41 @@ ERROR_BODY_LIMIT = 300
 
 
 MAX_RESPONSE_BYTES = 1024 * 1024
+
+# What the secret the stack creates holds until an operator stores the real token
+# (infra/stack.py): recognisably not a token, and not a secret either.
+TOKEN_PLACEHOLDER = "NOT-SET: store the Cloudflare API token here (see docs/operations.md)"  # noqa: S105
+PLACEHOLDER_PREFIX = "NOT-SET"
+# Where an operator reads how to store the token.
+RUNBOOK = "pixflare docs/operations.md"
+# Where the token comes from when it is set directly (tests, the embedded stack).
+DIRECT_TOKEN_SOURCE = "CLOUDFLARE_API_TOKEN"  # noqa: S105  (a variable name)
+
+
+class ProviderNotConfiguredError(PermanentError):
+    """The activation provider has no usable API token: an operator must store one.
+
+    Permanent for the domain (recorded as ``blocked``, no retries): retrying cannot
+    help until the token is stored, and then ``pixflare domain recheck`` restarts it.
+    The message never holds the token, only where to store it and why.
+    """
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = cause
+        super().__init__(f"{not_configured_message(source)}; {cause}")
+
+
+def not_configured_message(source: str) -> str:
+    """``provider not configured: store the API token in secret <ARN> (...)``."""
+    where = source if source == DIRECT_TOKEN_SOURCE else f"secret {source}"
+    return f"provider not configured: store the API token in {where} ({RUNBOOK})"
+
+
+def is_placeholder(token: str) -> bool:
+    """True for what is not a token: empty, or the placeholder the stack stores."""
+    text = token.strip()
+    return not text or text.upper().startswith(PLACEHOLDER_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -93,9 +140,19 @@ class DnsOnlyProvider:
 
 
 def secret_token(secret_arn: str) -> str:
-    """The Cloudflare token stored in Secrets Manager (plain, or JSON ``{"token": ...}``)."""
-    with aws_errors("read the Cloudflare token secret"):
-        value = aws.secretsmanager().get_secret_value(SecretId=secret_arn).get("SecretString", "")
+    """The Cloudflare token stored in Secrets Manager (plain, or JSON ``{"token": ...}``).
+
+    A secret without a value yet, empty, or still holding the placeholder ->
+    ProviderNotConfiguredError. Access denied or throttled reads stay transient.
+    """
+    try:
+        with aws_errors("read the Cloudflare token secret"):
+            value = (
+                aws.secretsmanager().get_secret_value(SecretId=secret_arn).get("SecretString", "")
+            )
+    except NotFoundError:
+        # No AWSCURRENT value (or no such secret): nothing stored yet.
+        raise ProviderNotConfiguredError(secret_arn, "the secret has no value") from None
     text = value.strip()
     if text.startswith("{"):
         try:
@@ -103,7 +160,11 @@ def secret_token(secret_arn: str) -> str:
         except (ValueError, AttributeError):
             text = ""
     if not text:
-        raise AccessDeniedError("the Cloudflare token secret holds no token")
+        raise ProviderNotConfiguredError(secret_arn, "the secret holds no token")
+    if is_placeholder(text):
+        raise ProviderNotConfiguredError(
+            secret_arn, "the secret still holds the placeholder the stack created it with"
+        )
     return text
 
 
@@ -116,11 +177,14 @@ class CloudflareProvider:
         api_base: str,
         zone_id: str,
         token: Callable[[], str],
+        token_source: str = DIRECT_TOKEN_SOURCE,
         http_timeout: float = HTTP_TIMEOUT_SECONDS,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.zone_id = zone_id
         self._token_source = token
+        # Where the token is stored (the secret's ARN, or the variable): named in errors.
+        self.token_source = token_source
         self._token: str | None = None
         self.http_timeout = http_timeout
         self.worst_case_seconds = REQUESTS_PER_ACTIVATION * http_timeout
@@ -141,6 +205,7 @@ class CloudflareProvider:
             api_base=settings.cloudflare_api_base,
             zone_id=zone_id,
             token=lambda: secret_token(secret_arn),
+            token_source=secret_arn,
         )
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -148,7 +213,12 @@ class CloudflareProvider:
         self, method: str, path: str, *, timeout: float, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         if self._token is None:
-            self._token = self._token_source()
+            token = self._token_source()
+            if is_placeholder(token):
+                raise ProviderNotConfiguredError(
+                    self.token_source, "the token is empty or the placeholder"
+                )
+            self._token = token
         url = f"{self.api_base}/zones/{urllib.parse.quote(self.zone_id, safe='')}{path}"
         if not url.startswith(("https://", "http://")):
             raise ConfigError("CLOUDFLARE_API_BASE must be an http(s) URL")
@@ -189,10 +259,14 @@ class CloudflareProvider:
             document = json.loads(err.read(MAX_RESPONSE_BYTES) or b"{}")
         except (ValueError, OSError):
             document = {}
-        text = f"{what}: HTTP {err.code} {_errors_text(document)}".strip()
+        answer = f"HTTP {err.code} {_errors_text(document)}".strip()
+        text = f"{what}: {answer}"
         if err.code in (401, 403):
-            return AccessDeniedError(
-                f"{text} (check the Cloudflare token and its Custom Hostnames permission)"
+            # The operator has to act (store a working token): permanent for the record.
+            return ProviderNotConfiguredError(
+                self.token_source,
+                f"Cloudflare refused the token ({answer}); it needs SSL and Certificates / "
+                "Custom Hostnames edit on the zone",
             )
         if err.code == 404:
             return TransientError(f"{text} (check CLOUDFLARE_ZONE_ID)")

@@ -22,7 +22,7 @@ from typing import Literal
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.domain.dns_check import CHECK_WORST_CASE_SECONDS, QUERY_TIMEOUT_SECONDS, DnsChecker
-from lambdas.domain.providers import ActivationProvider
+from lambdas.domain.providers import ActivationProvider, ProviderNotConfiguredError
 from lambdas.domain.records import DomainRecord, DomainRepository
 from lambdas.shared import aws
 from lambdas.shared.clock import iso, utcnow
@@ -42,6 +42,9 @@ DNS_BUDGET_SECONDS = CHECK_WORST_CASE_SECONDS
 MIN_DNS_BUDGET_SECONDS = QUERY_TIMEOUT_SECONDS
 
 VerdictState = Literal["active", "not-yet", "refused"]
+# Emitted (Count 1, default ``service`` dimension) each time a domain is blocked because
+# the activation provider has no usable token; the stack's alarm watches this name.
+PROVIDER_NOT_CONFIGURED_METRIC = "ProviderNotConfigured"
 
 
 class ActivationRefusedError(PermanentError):
@@ -220,8 +223,20 @@ def run_check(job: DomainCheck, parts: CheckParts, *, deadline: Deadline) -> Act
 def record_refusal(
     job: DomainCheck, err: PermanentError, repository: DomainRepository, now: str
 ) -> None:
-    """The permanent-failure hook's work: a provider refusal is recorded as ``blocked``."""
-    if not isinstance(err, ActivationRefusedError):
+    """The permanent-failure hook's work: recorded as ``blocked``, once.
+
+    A provider refusal of the hostname, or a provider without a usable API token
+    (ProviderNotConfiguredError: the ``ProviderNotConfigured`` metric, which an alarm
+    watches, and ``last_error`` saying where to store the token). The message is
+    acknowledged either way: no retry, no DLQ, no follow-up check.
+    """
+    if isinstance(err, ProviderNotConfiguredError):
+        metrics.add_metric(name=PROVIDER_NOT_CONFIGURED_METRIC, unit=MetricUnit.Count, value=1)
+        logger.error(
+            "activation provider not configured; domain blocked",
+            extra={"reason": str(err), "tokenSource": err.source},
+        )
+    elif not isinstance(err, ActivationRefusedError):
         return  # the record is gone (NotFoundError): nothing to write to
     try:
         repository.record_check(

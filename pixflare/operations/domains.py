@@ -123,7 +123,8 @@ def domain_status(settings: Settings, hostname: str) -> DomainView:
 
 
 def recheck_domain(settings: Settings, hostname: str) -> DomainView:
-    """Start a new round of checks for a failed (or blocked) domain."""
+    """Start a new round of checks for a failed or blocked domain (blocked by the provider,
+    or for "provider not configured" once the API token is stored)."""
     repository = _repository(settings)
     record = repository.require(normalize_hostname(hostname))
     if _first_check_unsent(record):

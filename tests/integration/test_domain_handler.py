@@ -14,8 +14,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from lambdas.domain import handler
+from lambdas.domain.providers import TOKEN_PLACEHOLDER
 from lambdas.domain.records import DomainRecord, DomainRepository
-from lambdas.shared import aws, worker
+from lambdas.shared import aws, observability, worker
 from lambdas.shared.config import load_settings
 from lambdas.shared.messages import DomainCheck
 from pixflare.commands import domain as domain_command
@@ -346,25 +347,217 @@ def test_cloudflare_5xx_is_retried_then_succeeds(
     assert (record().status, record().checks) == ("active", 1)
 
 
-def test_cloudflare_403_goes_to_the_dlq_and_never_leaks_the_token(
+@pytest.fixture
+def domain_service(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The service the deployed function publishes under (POWERTOOLS_SERVICE_NAME=domain,
+    set before its first import; here the metrics object exists already)."""
+    monkeypatch.setattr(observability.metrics, "service", "domain")
+    return "domain"
+
+
+def emitted_metrics(printed: str) -> list[dict[str, Any]]:
+    """The EMF documents Powertools printed (log lines are JSON on stdout too)."""
+    documents = []
+    for line in printed.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def not_configured_count(printed: str) -> int:
+    """How many ProviderNotConfigured values were published, each checked for its dimension."""
+    count = 0
+    for document in emitted_metrics(printed):
+        if "ProviderNotConfigured" not in document:
+            continue
+        directive = document["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == "Pixflare"
+        assert {"Name": "ProviderNotConfigured", "Unit": "Count"} in directive["Metrics"]
+        assert directive["Dimensions"] == [["service"]]
+        assert document["service"] == "domain"
+        values = document["ProviderNotConfigured"]
+        count += int(sum(values) if isinstance(values, list) else values)
+    return count
+
+
+@pytest.mark.parametrize(
+    ("refusal", "answer"),
+    [("401", "HTTP 401 10500 upstream"), ("403", "HTTP 403 10000 Authentication error")],
+)
+def test_cloudflare_refusing_the_token_blocks_the_domain_once_without_retries(
     env: Resources,
     zone: TestZone,
     cloudflare: FakeCloudflare,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    domain_service: str,
+    refusal: str,
+    answer: str,
 ) -> None:
-    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN": "cf-revoked-token-value"})
+    # Given a token Cloudflare refuses (401: scripted; 403: a revoked token)
+    if refusal == "401":
+        cloudflare.fail_next = [401]
+    else:
+        use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN": "cf-revoked-token-value"})
     create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
 
-    deliveries = drive(env)
+    # When its check runs, the message is acknowledged: no retry, no DLQ, no re-check
+    assert deliver(env) == {"batchItemFailures": []}
+    assert deliver(env) is None
+    assert receive_all(env.dlq_urls["domain"]) == []
+    assert queued_checks(env) == []
+    assert len(cloudflare.requests) == 1
 
-    # Three receives, then SQS moves it to the DLQ for a redrive after fixing the token
-    assert deliveries == 3
-    assert len(receive_all(env.dlq_urls["domain"])) == 1
-    assert (record().status, record().checks) == ("pending", 0)
+    # Then the domain is blocked, saying what the operator has to do, and the alarm's
+    # metric was published once
+    final = record()
+    assert (final.status, final.checks) == ("blocked", 1)
+    assert final.last_error == (
+        "provider not configured: store the API token in CLOUDFLARE_API_TOKEN "
+        f"(pixflare docs/operations.md); Cloudflare refused the token ({answer}); "
+        "it needs SSL and Certificates / Custom Hostnames edit on the zone"
+    )
+    printed = capsys.readouterr()
+    assert not_configured_count(printed.out) == 1
     logs = "\n".join(str(entry.__dict__) for entry in caplog.records)
-    assert "HTTP 403 10000 Authentication error (check the Cloudflare token" in logs
-    assert "cf-revoked-token-value" not in logs
+    assert "provider not configured" in logs
+    for text in (logs, printed.out, printed.err):
+        assert "cf-revoked-token-value" not in text
+
+    # And once a working token is in place, `domain recheck` finishes it
+    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN": cloudflare.token})
+    rechecked = run_command(domain_command.run_recheck, hostname=HOST)
+    assert (rechecked["status"], rechecked["round"]) == ("pending", 2)
+    drive(env)
+    after = record()
+    assert (after.status, after.provider, after.last_error) == ("active", "cloudflare", None)
+
+
+def placeholder_secret(cloudflare: FakeCloudflare, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The deployed shape: the token only in the secret the stack created, as created."""
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="pixflare/cloudflare", SecretString=TOKEN_PLACEHOLDER
+    )["ARN"]
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN_SECRET_ARN": arn})
+    return str(arn)
+
+
+def test_placeholder_secret_blocks_the_domain_until_the_token_is_stored(
+    env: Resources,
+    zone: TestZone,
+    cloudflare: FakeCloudflare,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    domain_service: str,
+) -> None:
+    # Given a Cloudflare-mode stack whose secret still holds the placeholder
+    arn = placeholder_secret(cloudflare, monkeypatch)
+    view = admin.add_domain(load_settings(), HOST, OWNER)
+    create_records(zone, view)
+    other = admin.add_domain(load_settings(), "img.example.test", OWNER)
+    create_records(zone, other)
+
+    # When the checks run: one batch, both acknowledged, nothing re-queued or dead-lettered
+    assert deliver(env) == {"batchItemFailures": []}
+    assert deliver(env) is None
+    assert receive_all(env.dlq_urls["domain"]) == []
+
+    # Then each domain is blocked once, Cloudflare was never called with the placeholder,
+    # and the metric was published for each
+    for hostname in (HOST, "img.example.test"):
+        blocked = record(hostname)
+        assert (blocked.status, blocked.checks) == ("blocked", 1)
+        assert blocked.last_error == (
+            f"provider not configured: store the API token in secret {arn} "
+            "(pixflare docs/operations.md); "
+            "the secret still holds the placeholder the stack created it with"
+        )
+    assert cloudflare.requests == []
+    printed = capsys.readouterr()
+    assert not_configured_count(printed.out) == 2
+    assert TOKEN_PLACEHOLDER not in printed.out + printed.err
+
+    # When the operator stores the token (the one command of the README) and rechecks
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=arn, SecretString=cloudflare.token
+    )
+    run_command(domain_command.run_recheck, hostname=HOST)
+    drive(env)
+
+    # Then the domain proceeds to active; no new ProviderNotConfigured
+    assert (record().status, record().round, record().last_error) == ("active", 2, None)
+    assert set(cloudflare.authorizations) == {f"Bearer {cloudflare.token}"}
+    assert not_configured_count(capsys.readouterr().out) == 0
+    # the other domain waits, blocked, for its own recheck
+    assert record("img.example.test").status == "blocked"
+
+
+@pytest.mark.parametrize(
+    ("stored", "cause"),
+    [
+        (None, "the secret has no value"),
+        ("  ", "the secret holds no token"),
+        (json.dumps({"token": ""}), "the secret holds no token"),
+        (json.dumps({"token": TOKEN_PLACEHOLDER}), "the secret still holds the placeholder"),
+    ],
+)
+def test_a_secret_without_a_usable_token_is_not_configured(
+    env: Resources,
+    zone: TestZone,
+    cloudflare: FakeCloudflare,
+    monkeypatch: pytest.MonkeyPatch,
+    stored: str | None,
+    cause: str,
+) -> None:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    request: dict[str, Any] = {"Name": "pixflare/cloudflare"}
+    if stored is not None:
+        request["SecretString"] = stored
+    arn = client.create_secret(**request)["ARN"]
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN")
+    use_env(monkeypatch, {"CLOUDFLARE_API_TOKEN_SECRET_ARN": arn})
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+
+    assert deliver(env) == {"batchItemFailures": []}
+    assert deliver(env) is None
+    final = record()
+    assert final.status == "blocked"
+    assert final.last_error is not None
+    assert final.last_error.startswith(
+        f"provider not configured: store the API token in secret {arn} "
+        "(pixflare docs/operations.md); "
+    )
+    assert cause in final.last_error
+    assert cloudflare.requests == []
+
+
+def test_unreadable_secret_is_still_retried_not_blocked(
+    env: Resources, zone: TestZone, cloudflare: FakeCloudflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A throttled (or denied) read of the secret says nothing about the token: retried
+    arn = placeholder_secret(cloudflare, monkeypatch)
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=arn, SecretString=cloudflare.token
+    )
+    calls = {"left": 1}
+
+    def throttle_once(**_: Any) -> None:
+        if calls["left"]:
+            calls["left"] -= 1
+            raise EndpointConnectionError(endpoint_url="https://secretsmanager.test")
+
+    aws.secretsmanager().meta.events.register(
+        "before-call.secretsmanager.GetSecretValue", throttle_once
+    )
+    create_records(zone, admin.add_domain(load_settings(), HOST, OWNER))
+    first = deliver(env)
+    assert first is not None
+    assert len(first["batchItemFailures"]) == 1
+    assert record().status == "pending"
+    drive(env)
+    assert record().status == "active"
 
 
 def test_cloudflare_blocked_hostname_is_recorded_as_blocked(
