@@ -38,6 +38,13 @@ def register(subparsers: Any) -> None:
     )
     up.add_argument("--template", metavar="FILE", help="a synthesized template (JSON)")
     up.add_argument(
+        "--account-concurrency",
+        type=int,
+        metavar="N",
+        help="the account's Lambda concurrency limit, shared by every function (default: "
+        "none); a throttled batch is retried until its visibility timeout, then comes back",
+    )
+    up.add_argument(
         "-c",
         "--context",
         action="append",
@@ -76,6 +83,8 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
     port = args.port
     if port is None:
         port = DEFAULT_PORT if port_is_free("127.0.0.1", DEFAULT_PORT) else 0
+    if args.account_concurrency is not None and args.account_concurrency < 1:
+        raise CommandError("--account-concurrency must be at least 1")
     template = load_template(args.template) if args.template else None
     context = parse_context(args.context)
     if template is None:
@@ -88,7 +97,13 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With --json, stdout is kept for the one document written at the end.
     out = ctx.stderr if ctx.json_output else ctx.stdout
-    stack = LocalStack(port=port, template=template, context=context or None, out=out)
+    stack = LocalStack(
+        port=port,
+        template=template,
+        context=context or None,
+        out=out,
+        account_concurrency=args.account_concurrency,
+    )
     try:
         try:
             stack.start()

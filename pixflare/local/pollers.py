@@ -7,6 +7,19 @@ returns without a partial response. An error, a timeout or a process killed for
 memory fails the whole batch: nothing is deleted, and the messages come back after
 their visibility timeout (or the backoff the worker runtime set), reaching the DLQ
 after maxReceiveCount receives through the queue's own redrive policy, as on AWS.
+
+Throttling (an account concurrency limit, ``LocalStack(account_concurrency=N)``): the
+batch has been received (each message's receive count is up by one) when the
+invocation finds no free slot. As AWS documents for SQS event sources ("If the
+invocation fails due to throttling, Lambda gradually backs off retries ... Lambda
+continues to retry the message until the message's timestamp exceeds your queue's
+visibility timeout, at which point Lambda drops the message", Lambda developer guide,
+services-sqs-errorhandling), the poller keeps the batch and retries with backoff
+(THROTTLE_BACKOFF_* below; AWS does not publish its intervals) until the queue's
+visibility timeout since the receive has nearly run out; then it gives the batch up:
+nothing is deleted, the messages reappear when their visibility timeout ends, and that
+receive has counted toward maxReceiveCount. Each refused attempt is a throttle of the
+function; each batch given up counts in ``throttled_batches`` / ``throttled_messages``.
 """
 
 from __future__ import annotations
@@ -18,11 +31,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pixflare.local.environments import Invocation
 from pixflare.local.functions import Invokable
 from pixflare.local.template import MappingSpec
 
 POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a poller
 SQS_MAX_RECEIVE = 10
+# A throttled batch: each attempt waits this long for an account slot, then the poller
+# backs off (doubling from FIRST to MAX) before the next attempt. Assumed figures.
+THROTTLE_SLOT_WAIT_SECONDS = 0.1
+THROTTLE_BACKOFF_FIRST_SECONDS = 0.5
+THROTTLE_BACKOFF_MAX_SECONDS = 8.0
+# Give a throttled batch up this long before its visibility timeout ends.
+THROTTLE_GIVE_UP_MARGIN_SECONDS = 0.5
+DEFAULT_VISIBILITY_SECONDS = 30  # SQS's default, when the queue does not say
 
 
 def _lambda_message_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,6 +109,13 @@ class PollerStats:
     deleted: int = 0
     failed_batches: int = 0
     failed_items: int = 0
+    throttled_attempts: int = 0  # invocation attempts refused for want of a slot
+    throttled_batches: int = 0  # batches given up: their messages reappear, receive counted
+    throttled_messages: int = 0
+    # The poller's own SQS requests (billed on AWS like any other).
+    receive_calls: int = 0
+    empty_receives: int = 0
+    delete_calls: int = 0
     last_error: str | None = None
 
 
@@ -113,6 +142,7 @@ class QueuePoller:
         self._slots = threading.BoundedSemaphore(max(1, mapping.max_concurrency))
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._visibility: int | None = None
         self._poller = threading.Thread(
             target=self._loop, name=f"poller-{mapping.logical_id}", daemon=True
         )
@@ -133,6 +163,7 @@ class QueuePoller:
         while not self.stop_event.is_set():
             if not self._slots.acquire(timeout=POLL_WAIT_SECONDS):
                 continue
+            received_at = time.monotonic()
             try:
                 batch = self._collect()
             except Exception as err:
@@ -145,7 +176,7 @@ class QueuePoller:
                 continue
             thread = threading.Thread(
                 target=self._run_batch,
-                args=(batch,),
+                args=(batch, received_at),
                 name=f"batch-{self.mapping.logical_id}",
                 daemon=True,
             )
@@ -173,6 +204,9 @@ class QueuePoller:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
+            with self._lock:
+                self.stats.receive_calls += 1
+                self.stats.empty_receives += not got
             batch.extend(got)
             if not got and wait == 0:
                 # Inside the last second of the window: short naps, not a busy loop.
@@ -187,21 +221,56 @@ class QueuePoller:
                 break
         return batch
 
-    def _run_batch(self, batch: list[dict[str, Any]]) -> None:
+    def _run_batch(self, batch: list[dict[str, Any]], received_at: float) -> None:
         try:
-            self._invoke(batch)
+            self._invoke(batch, received_at)
         except Exception as err:
             self._report(f"{self.function.name}: {err}")
         finally:
             self._slots.release()
 
-    def _invoke(self, batch: list[dict[str, Any]]) -> None:
+    def visibility_timeout(self) -> int:
+        """The queue's VisibilityTimeout (read once)."""
+        if self._visibility is None:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=self.mapping.queue_url, AttributeNames=["VisibilityTimeout"]
+            ).get("Attributes", {})
+            self._visibility = int(attributes.get("VisibilityTimeout", DEFAULT_VISIBILITY_SECONDS))
+        return self._visibility
+
+    def _invoke_throttled(self, event: Any, received_at: float) -> Invocation | None:
+        """Invoke under the account limit, retrying throttles with backoff until the
+        batch's visibility timeout has nearly run out; None when it was given up."""
+        try_invoke = getattr(self.function, "try_invoke", None)
+        if try_invoke is None:
+            return self.function.invoke(event)
+        give_up_at = received_at + self.visibility_timeout() - THROTTLE_GIVE_UP_MARGIN_SECONDS
+        backoff = THROTTLE_BACKOFF_FIRST_SECONDS
+        while True:
+            result: Invocation | None = try_invoke(event, THROTTLE_SLOT_WAIT_SECONDS)
+            if result is not None:
+                return result
+            with self._lock:
+                self.stats.throttled_attempts += 1
+            pause = min(backoff, give_up_at - time.monotonic())
+            if pause <= 0 or self.stop_event.wait(pause):
+                return None
+            backoff = min(backoff * 2, THROTTLE_BACKOFF_MAX_SECONDS)
+
+    def _invoke(self, batch: list[dict[str, Any]], received_at: float | None = None) -> None:
         with self._lock:
             self.stats.batches += 1
             self.stats.batch_sizes[len(batch)] += 1
             self.stats.messages += len(batch)
         event = sqs_event(batch, self.mapping.queue_arn, self.region)
-        result = self.function.invoke(event)
+        started = time.monotonic() if received_at is None else received_at
+        result = self._invoke_throttled(event, started)
+        if result is None:
+            # Throttled until the visibility timeout: nothing deleted, the receive counted.
+            with self._lock:
+                self.stats.throttled_batches += 1
+                self.stats.throttled_messages += len(batch)
+            return
         ids = {m["MessageId"] for m in batch}
         if not result.ok:
             with self._lock:
@@ -234,6 +303,7 @@ class QueuePoller:
                 ],
             )
             with self._lock:
+                self.stats.delete_calls += 1
                 self.stats.deleted += len(response.get("Successful", []))
             if response.get("Failed"):
                 self._report(f"delete failed for {len(response['Failed'])} message(s)")

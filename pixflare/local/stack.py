@@ -34,7 +34,12 @@ from lambdas.shared.errors import ConfigError
 from layers import build
 from pixflare.local.cron import Schedule
 from pixflare.local.environments import FunctionImage
-from pixflare.local.functions import Invokable, LocalFunction, function_environment
+from pixflare.local.functions import (
+    AccountConcurrency,
+    Invokable,
+    LocalFunction,
+    function_environment,
+)
 from pixflare.local.pollers import QueuePoller
 from pixflare.local.scheduler import RuleScheduler, ScheduledRun, parse_rule_schedule
 from pixflare.local.synth import SynthError, synthesize_template
@@ -101,6 +106,7 @@ def function_summary(function: LocalFunction) -> dict[str, Any]:
         "errors": stats.errors,
         "timeouts": stats.timeouts,
         "outOfMemory": stats.out_of_memory_kills,
+        "throttles": function.throttles,
     }
 
 
@@ -128,6 +134,7 @@ class LocalStack:
         log_file: str | Path | None = None,
         run_schedules: bool = True,
         function_endpoint: str | None = None,
+        account_concurrency: int | None = None,
     ) -> None:
         self.port = port
         self.host = host
@@ -143,6 +150,14 @@ class LocalStack:
         # Where the functions send their AWS calls (AWS_ENDPOINT_URL): the stack's own
         # endpoint unless a test puts a proxy in between.
         self.function_endpoint = function_endpoint
+        # The account's concurrency limit, shared by every function (None: unlimited
+        # here; AWS's default quota is 1,000). Throttled SQS batches are retried until
+        # their visibility timeout, then come back (pixflare.local.pollers).
+        if account_concurrency is not None and account_concurrency < 1:
+            raise LocalStackError("the account concurrency limit must be at least 1")
+        self.concurrency = (
+            AccountConcurrency(account_concurrency) if account_concurrency is not None else None
+        )
         self.endpoint = ""
         self.outputs: dict[str, str] = {}
         self.functions: dict[str, LocalFunction] = {}
@@ -317,6 +332,7 @@ class LocalStack:
                 environment=environment,
                 region=self.region,
                 log=self._function_log,
+                concurrency=self.concurrency,
             )
         sqs = self.client("sqs")
         for mapping in provisioner.mappings:
@@ -346,6 +362,12 @@ class LocalStack:
             ]
             if rule.enabled and targets:
                 rules.append((rule, schedule, targets))
+        if self.concurrency is not None:
+            wanted = sum(p.mapping.max_concurrency for p in self.pollers)
+            self._say(
+                f"account concurrency limit {self.concurrency.limit} "
+                f"(the event source mappings can ask for {wanted})"
+            )
         for poller in self.pollers:
             poller.start()
             m = poller.mapping
