@@ -244,6 +244,8 @@ OUTPUT_CRON_QUEUE = "CronQueueUrl"
 OUTPUT_CRON_FUNCTION = "CronFunctionName"
 OUTPUT_RUNTIME_SETTINGS = "RuntimeSettings"
 OUTPUT_ALARM_TOPIC = "AlarmTopicArn"  # subscribe a pager here
+# Cloudflare mode: where the operator stores the token (an output name, not a secret).
+OUTPUT_CLOUDFLARE_SECRET = "CloudflareTokenSecretArn"  # noqa: S105
 
 # --- Alarms ----------------------------------------------------------------------
 ALARM_TOPIC_SUFFIX = "alarms"  # topic name: <stack>-alarms

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import Annotations, CfnOutput, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -21,6 +21,7 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.queue_worker import QueueWorker
 from infra.constructs.schedules import Schedules
 from infra.constructs.storage import Storage
+from lambdas.domain.providers import TOKEN_PLACEHOLDER
 
 DOMAINS_LEFT_OUT = (
     "custom domains are left out (no domain queue, DLQ or function): "
@@ -58,6 +59,7 @@ class PixflareJobsStack(Stack):
             return {**{name: known[name] for name in names}, **extra}
 
         self.workers: dict[str, QueueWorker] = {}
+        self.cloudflare_secret_arn: str | None = None
         if settings.runtime.enable_queues:
             variant = QueueWorker(
                 self,
@@ -137,6 +139,7 @@ class PixflareJobsStack(Stack):
             domain.queue.grant_send_messages(domain.function)
             if settings.uses_cloudflare:
                 secret = self._cloudflare_secret()
+                self.cloudflare_secret_arn = secret.secret_arn
                 secret.grant_read(domain.function)
                 domain.function.add_environment(config.ENV_CLOUDFLARE_SECRET_ARN, secret.secret_arn)
         elif settings.runtime.enable_queues:
@@ -204,12 +207,6 @@ class PixflareJobsStack(Stack):
         existing = self.settings.runtime.cloudflare_api_token_secret_arn
         if existing:
             return secretsmanager.Secret.from_secret_complete_arn(self, "CloudflareToken", existing)
-        # Local imports keep this change inside the method (the placeholder is declared
-        # once, next to the code that recognises it).
-        from aws_cdk import SecretValue
-
-        from lambdas.domain.providers import TOKEN_PLACEHOLDER
-
         # Created holding a recognisable placeholder, not a generated random string: until
         # an operator stores the real token (docs/operations.md), the domain function
         # marks domains blocked with "provider not configured" instead of retrying. The
@@ -238,6 +235,9 @@ class PixflareJobsStack(Stack):
             prefix = worker.spec.output_prefix
             outputs[f"{prefix}QueueUrl"] = worker.queue.queue_url
             outputs[f"{prefix}DlqUrl"] = worker.dlq.queue_url
+        if self.cloudflare_secret_arn is not None:
+            # Where the operator stores the token (docs/operations.md).
+            outputs[config.OUTPUT_CLOUDFLARE_SECRET] = self.cloudflare_secret_arn
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         # The runtime settings the functions were deployed with (no secrets among them), so

@@ -21,3 +21,12 @@ def test_a_real_looking_token_is_not_taken_for_the_placeholder() -> None:
     assert not is_placeholder("Zp3kq9v0QeXJt6wR2bY1uS8cN4mA7dLhGfTiKoPx")
     assert is_placeholder("")
     assert is_placeholder("  not-set  ")
+
+
+def test_the_secret_is_an_output_only_in_cloudflare_mode(
+    custom: Template, template: Template
+) -> None:
+    secret_id = single(custom, "AWS::SecretsManager::Secret", "CloudflareToken")
+    # The README's one command reads this output to store the token
+    assert custom["Outputs"]["CloudflareTokenSecretArn"]["Value"] == {"Ref": secret_id}
+    assert "CloudflareTokenSecretArn" not in template["Outputs"]
