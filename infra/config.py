@@ -221,6 +221,15 @@ TABLES: tuple[TableSpec, ...] = (
         env="DESTINATIONS_TABLE",
         output="DestinationsTableName",
     ),
+    # Per-owner API keys, hashes only (lambdas/shared/api_keys.py). No function reads it
+    # yet: the HTTP API that will is still to come.
+    TableSpec(
+        key="ApiKeys",
+        partition_key="key_id",
+        indexes=(IndexSpec("by-owner", "owner", "created_at"),),
+        env="API_KEYS_TABLE",
+        output="ApiKeysTableName",
+    ),
     TableSpec(
         key="Idempotency",
         partition_key="id",

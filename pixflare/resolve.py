@@ -41,6 +41,7 @@ OUTPUT_VARIABLES: dict[str, str] = {
     "StatsTableName": "STATS_TABLE",
     "DestinationsTableName": "DESTINATIONS_TABLE",
     "IdempotencyTableName": "IDEMPOTENCY_TABLE",
+    "ApiKeysTableName": "API_KEYS_TABLE",
     "BackupKeyId": "BACKUP_KMS_KEY_ID",
     "VariantQueueUrl": "VARIANT_QUEUE_URL",
     "BackupQueueUrl": "BACKUP_QUEUE_URL",

@@ -109,5 +109,9 @@ class Storage(Construct):
         return self.tables["Destinations"]
 
     @property
+    def api_keys_table(self) -> dynamodb.Table:
+        return self.tables["ApiKeys"]
+
+    @property
     def idempotency_table(self) -> dynamodb.Table:
         return self.tables["Idempotency"]

@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     idempotency_table: str = setting(
         "", "IDEMPOTENCY_TABLE", "Powertools idempotency records", resource=True
     )
+    api_keys_table: str = setting(
+        "", "API_KEYS_TABLE", "per-owner API keys (hashes only)", resource=True
+    )
     variant_queue_url: str = setting("", "VARIANT_QUEUE_URL", "the variant queue", resource=True)
     backup_queue_url: str = setting("", "BACKUP_QUEUE_URL", "the backup queue", resource=True)
     domain_queue_url: str = setting("", "DOMAIN_QUEUE_URL", "the domain queue", resource=True)

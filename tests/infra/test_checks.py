@@ -27,6 +27,7 @@ ALWAYS_OUTPUTS = {
     "StatsTableName",
     "DestinationsTableName",
     "IdempotencyTableName",
+    "ApiKeysTableName",
     "BackupKeyId",
     "CronQueueUrl",
     "CronFunctionName",
@@ -61,7 +62,7 @@ def test_output_values_point_at_the_right_resources(template: Template) -> None:
     assert outputs["VariantDlqUrl"]["Ref"].startswith("VariantDlq")
     assert outputs["CronQueueUrl"]["Ref"].startswith("SchedulesCronQueue")
     assert outputs["CronFunctionName"]["Ref"].startswith("SchedulesCronFunction")
-    for stem in ("Images", "Domains", "Stats", "Destinations", "Idempotency"):
+    for stem in ("Images", "Domains", "Stats", "Destinations", "Idempotency", "ApiKeys"):
         assert outputs[f"{stem}TableName"]["Ref"].startswith(f"Storage{stem}Table")
 
 

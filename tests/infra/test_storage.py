@@ -34,6 +34,11 @@ TABLES = {
         None,
     ),
     "Idempotency": ([("id", "HASH")], {}, "expiration"),
+    "ApiKeys": (
+        [("key_id", "HASH")],
+        {"by-owner": [("owner", "HASH"), ("created_at", "RANGE")]},
+        None,
+    ),
 }
 
 
@@ -89,7 +94,7 @@ def test_bucket_policies_deny_plain_http(template: Template) -> None:
 
 
 def test_exactly_the_documented_tables(template: Template) -> None:
-    assert len(resources(template, TABLE)) == len(TABLES) == 5
+    assert len(resources(template, TABLE)) == len(TABLES) == 6
 
 
 @pytest.mark.parametrize("name", list(TABLES))

@@ -161,6 +161,16 @@ def test_every_json_command_prints_one_document_and_logs_to_stderr(
         assert run("dlq", "redrive", queue)["method"] == "receive-send-delete"
     run.covers("dlq", "redrive")
 
+    # keys create | list | revoke: the key once, then only its id
+    created = run("keys", "create", "--owner", "alice")
+    assert set(created) == {"owner", "keyId", "key", "created"}
+    run.covers("keys", "create")
+    (listed,) = run("keys", "list", "--owner", "alice")
+    assert listed["keyId"] == created["keyId"] and created["key"] not in json.dumps(listed)
+    run.covers("keys", "list")
+    assert run("keys", "revoke", created["keyId"])["revoked"] is True
+    run.covers("keys", "revoke")
+
     # Every leaf subcommand is here, or excused above
     leaves = {
         " ".join(path)

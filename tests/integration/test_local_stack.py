@@ -357,6 +357,24 @@ def test_status_of_an_unknown_image_exits_non_zero_with_one_line(stack: LocalSta
     assert "no image" in err
 
 
+def test_api_keys_live_in_the_templates_table_found_from_the_outputs(stack: LocalStack) -> None:
+    # Given the local stack, whose API keys table came from the template
+    table = stack_outputs(stack.stack_name, endpoint=stack.endpoint)["ApiKeysTableName"]
+    code, out, err = cli("--endpoint", stack.endpoint, "keys", "create", "--owner", "ivy", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    # Then it is stored there by its id, and listed and revoked through the commands
+    item = client(stack, "dynamodb").get_item(
+        TableName=table, Key={"key_id": {"S": created["keyId"]}}
+    )["Item"]
+    assert item["owner"] == {"S": "ivy"} and created["key"] not in json.dumps(item)
+    code, out, err = cli("--endpoint", stack.endpoint, "keys", "list", "--owner", "ivy", "--json")
+    assert code == 0, err
+    assert [k["keyId"] for k in json.loads(out)] == [created["keyId"]]
+    code, out, err = cli("--endpoint", stack.endpoint, "keys", "revoke", created["keyId"], "--json")
+    assert code == 0 and json.loads(out)["revoked"] is True, err
+
+
 def test_local_up_in_a_subprocess_prints_ready_and_stops_on_sigterm(
     template: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -65,6 +65,13 @@ TABLES: dict[str, dict[str, Any]] = {
         ],
         "GlobalSecondaryIndexes": [_gsi("all-destinations", "kind", "owner")],
     },
+    "api_keys": {
+        "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": n, "AttributeType": "S"} for n in ("key_id", "owner", "created_at")
+        ],
+        "GlobalSecondaryIndexes": [_gsi("by-owner", "owner", "created_at")],
+    },
     "idempotency": {
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
         "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
@@ -91,6 +98,7 @@ class Resources:
             "STATS_TABLE": self.tables["stats"],
             "DESTINATIONS_TABLE": self.tables["destinations"],
             "IDEMPOTENCY_TABLE": self.tables["idempotency"],
+            "API_KEYS_TABLE": self.tables["api_keys"],
             "VARIANT_QUEUE_URL": self.queue_urls["variant"],
             "BACKUP_QUEUE_URL": self.queue_urls["backup"],
             "DOMAIN_QUEUE_URL": self.queue_urls["domain"],

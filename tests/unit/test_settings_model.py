@@ -83,7 +83,13 @@ def test_each_setting_has_one_variable_and_context_key() -> None:
 
 
 def test_resources_are_set_by_the_stack_not_by_the_shell() -> None:
-    tables = {"IMAGES_TABLE", "DOMAINS_TABLE", "STATS_TABLE", "DESTINATIONS_TABLE"}
+    tables = {
+        "IMAGES_TABLE",
+        "DOMAINS_TABLE",
+        "STATS_TABLE",
+        "DESTINATIONS_TABLE",
+        "API_KEYS_TABLE",
+    }
     queues = {"VARIANT_QUEUE_URL", "BACKUP_QUEUE_URL", "DOMAIN_QUEUE_URL", "CRON_QUEUE_URL"}
     expected = {
         *tables,
