@@ -117,6 +117,16 @@ def image(tmp_path: Path, runtime_dir: Path, python312: Path) -> FunctionImage:
     )
 
 
+def eventually_logged(logs: list[str], text: str, seconds: float = 10.0) -> bool:
+    """Whether a line containing ``text`` reaches ``logs`` within ``seconds`` (bounded)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(text in line for line in logs):
+            return True
+        time.sleep(0.02)
+    return any(text in line for line in logs)
+
+
 @pytest.fixture
 def logs() -> list[str]:
     return []
@@ -273,7 +283,8 @@ def test_function_error_keeps_the_environment(
     assert first.error_type == "ValueError"
     assert first.error == "ValueError: no such image: img-1"
     assert first.error_payload["stackTrace"]
-    assert any("[ERROR] ValueError: no such image: img-1" in line for line in logs)
+    # The function's own output is forwarded by reader threads, after the response.
+    assert eventually_logged(logs, "[ERROR] ValueError: no such image: img-1")
     # and the environment stayed warm: same process, no second cold start
     assert second.error == "ValueError: no such image: img-2"
     assert second.pid == first.pid and not second.cold_start
