@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import json
 import socket
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -221,6 +222,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     proxy: AwsFaultProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller that hung up (a killed function, a client past its read timeout)
+        # resets its connection: counted where it matters, never a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class AwsFaultProxy:

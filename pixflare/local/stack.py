@@ -402,6 +402,10 @@ class LocalStack:
         }
 
     def _record_error(self, message: str) -> None:
+        if self._stop.is_set():
+            # Stopping kills the environments: a batch still running fails by design
+            # (its messages stay on the queue), which is not an error to report.
+            return
         with self._errors_lock:
             self.errors.append(message)
         self._say(f"error: {message}")
