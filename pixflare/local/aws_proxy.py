@@ -23,17 +23,18 @@ import contextlib
 import http.client
 import json
 import socket
-import sys
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from pixflare.local.loopback import LoopbackHTTPServer
 
 
 class FaultRule(Protocol):
@@ -217,18 +218,8 @@ def error_response(
     return status, headers, json.dumps({"__type": code, "message": message}).encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Server(LoopbackHTTPServer):
     proxy: AwsFaultProxy
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A caller that hung up (a killed function, a client past its read timeout)
-        # resets its connection: counted where it matters, never a traceback.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
 
 
 class AwsFaultProxy:
@@ -260,16 +251,10 @@ class AwsFaultProxy:
         self.client_gone: Counter[str] = Counter()
         if upstream is not None:
             self.upstream = upstream
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(_Handler)
         self._server.proxy = self
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"aws-fault-proxy-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self.port = self._server.server_port
+        self._thread = self._server.serve_in_background("aws-fault-proxy")
 
     # -- configuration ------------------------------------------------------------------
     @property

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import socketserver
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from pixflare.local.loopback import LoopbackHTTPServer
 
 PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -72,13 +72,7 @@ class RuntimeAPI:
         self.init_error: InitError | None = None
         self.closed = False
         self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"runtime-api-{self._server.server_port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._server.serve_in_background("runtime-api")
 
     @property
     def address(self) -> str:
@@ -110,26 +104,10 @@ class RuntimeAPI:
         self._thread.join(timeout=2)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, api: RuntimeAPI) -> None:
         self.api = api
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN (a DNS lookup); not needed here.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A killed environment resets its connections; that is the point, not an error.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
+        super().__init__(_Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
