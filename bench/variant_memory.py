@@ -179,7 +179,7 @@ def main() -> None:
 
     from lambdas.shared.config import settings_from_env
     from lambdas.shared.messages import VariantJob
-    from pixflare.operations.uploads import store_upload
+    from lambdas.shared.originals import store_upload
     from tests.support.aws_resources import create_resources, receive_all
     from tests.support.events import event_from_received
 

@@ -25,6 +25,7 @@ INDEXED_BACKUP_STATUSES = frozenset({"pending", "failed", "synced"})
 BY_DELETED_INDEX = "by-deleted"
 BY_BACKUP_STATE_INDEX = "by-backup-state"
 BY_OWNER_INDEX = "by-owner"
+BY_ALBUM_INDEX = "by-album"
 DELETED_PARTITION = "deleted"
 
 
@@ -61,6 +62,10 @@ class ImageRecord(BaseModel):
     bytes: int = 0
     sha256: str = ""
     original_etag: str = ""
+    # The original (ETag) whose jobs were queued: ingest does nothing twice for one object.
+    ingested_etag: str = ""
+    # Set while the record only reserves its name for an upload still to arrive.
+    upload_expires_at: str | None = None
     created_at: str
     updated_at: str = ""
     variants_status: VariantsStatus = "pending"
@@ -81,6 +86,11 @@ class ImageRecord(BaseModel):
     def path(self) -> ImagePath:
         return ImagePath(self.owner, self.album, self.filename)
 
+    @property
+    def upload_status(self) -> Literal["awaiting", "received"]:
+        """``awaiting`` while the record only reserves its name (no original has arrived)."""
+        return "received" if self.original_etag else "awaiting"
+
     def to_status(self) -> dict[str, Any]:
         return {
             "imageId": self.image_id,
@@ -95,6 +105,8 @@ class ImageRecord(BaseModel):
                 "sha256": self.sha256,
             },
             "created_at": self.created_at,
+            "upload_status": self.upload_status,
+            "upload_expires_at": self.upload_expires_at,
             "variants_status": self.variants_status,
             "variants_ready": list(self.variants_ready),
             "variants": {name: info.model_dump() for name, info in self.variants.items()},
@@ -113,6 +125,11 @@ def image_pk(image_id: str) -> str:
 
 def claim_pk(path: ImagePath) -> str:
     return f"path#{path.claim}"
+
+
+def album_key(owner: str, album: str) -> str:
+    """The by-album index's partition: one owner's album."""
+    return f"{owner}/{album}"
 
 
 def backup_state_fields(
@@ -145,6 +162,7 @@ class ImageRepository:
         """Write the record and claim its path in one transaction."""
         data = {
             "pk": image_pk(record.image_id),
+            "album_key": album_key(record.owner, record.album),
             **record.model_dump(exclude_none=True),
             **(extra or {}),
         }
@@ -328,6 +346,7 @@ class ImageRepository:
         limit: int,
         start_key: Mapping[str, Any] | None = None,
         forward: bool = True,
+        filter_expression: str | None = None,
     ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -340,6 +359,8 @@ class ImageRepository:
         }
         if start_key:
             kwargs["ExclusiveStartKey"] = start_key
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
         with aws_errors(f"query {index}"):
             response = aws.dynamodb().query(**kwargs)
         records = [
@@ -358,6 +379,70 @@ class ImageRepository:
             limit=limit,
             start_key=start_key,
         )
+
+    def list_for_owner(
+        self,
+        owner: str,
+        *,
+        album: str | None = None,
+        limit: int,
+        start_key: Mapping[str, Any] | None = None,
+    ) -> tuple[list[ImageRecord], dict[str, Any] | None]:
+        """The owner's images (of one album), newest first, soft-deleted ones left out.
+
+        A page can hold fewer than ``limit`` records (deleted ones are filtered after
+        the read) and still have a next key; callers page on the key, not the count.
+        """
+        if album is None:
+            index, key, value = BY_OWNER_INDEX, "owner", owner
+        else:
+            index, key, value = BY_ALBUM_INDEX, "album_key", album_key(owner, album)
+        return self.query_index(
+            index,
+            "#p = :p",
+            {"#p": key},
+            {":p": value},
+            limit=limit,
+            start_key=start_key,
+            forward=False,
+            filter_expression="attribute_not_exists(deleted_at)",
+        )
+
+    def delete_expired_reservation(self, record: ImageRecord, now: str) -> bool:
+        """Free a name held by a reservation whose upload never arrived (the record and
+        its claim, in one transaction); False when it is not such a reservation (any more)."""
+        try:
+            with aws_errors(f"release reservation {record.image_id}"):
+                aws.dynamodb().transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": {"pk": serialize(image_pk(record.image_id))},
+                                "ConditionExpression": "#e = :empty AND #x < :now",
+                                "ExpressionAttributeNames": {
+                                    "#e": "original_etag",
+                                    "#x": "upload_expires_at",
+                                },
+                                "ExpressionAttributeValues": {
+                                    ":empty": serialize(""),
+                                    ":now": serialize(now),
+                                },
+                            }
+                        },
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": {"pk": serialize(claim_pk(record.path))},
+                                "ConditionExpression": "image_id = :id",
+                                "ExpressionAttributeValues": {":id": serialize(record.image_id)},
+                            }
+                        },
+                    ]
+                )
+        except ConditionFailedError:
+            return False
+        return True
 
     def by_backup_state(
         self,

@@ -8,8 +8,10 @@ domain ``{v, hostname, owner, attempt, round}``; cron continuation
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import unquote_plus
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +29,8 @@ class JobMessage(BaseModel):
         strict=True, frozen=True, extra="forbid", populate_by_name=True, validate_by_alias=True
     )
     kind: ClassVar[str] = "job"
+    # Our own messages carry a schema version; messages AWS writes (S3 events) do not.
+    versioned: ClassVar[bool] = True
 
     v: Literal[1] = SCHEMA_VERSION
 
@@ -139,6 +143,88 @@ class CronContinuation(JobMessage):
         return {"job": self.job, "step": self.step}
 
 
+S3_TEST_EVENT = "s3:TestEvent"
+# An S3 key as S3 writes it: at most 1,024 bytes of UTF-8, URL-encoded in events.
+MAX_S3_KEY_BYTES = 1024
+
+
+class S3ObjectRef(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    key: str = Field(min_length=1, max_length=3 * MAX_S3_KEY_BYTES)
+    size: int = Field(default=0, ge=0)
+    etag: str = Field(default="", alias="eTag", max_length=200)
+    sequencer: str = Field(default="", max_length=200)
+
+
+class S3BucketRef(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=3, max_length=63)
+
+
+class S3Entity(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    bucket: S3BucketRef
+    object: S3ObjectRef
+
+
+class S3EventRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    event_source: Literal["aws:s3"] = Field(alias="eventSource")
+    event_name: str = Field(alias="eventName", max_length=100)
+    event_time: str = Field(default="", alias="eventTime", max_length=40)
+    s3: S3Entity
+
+    @property
+    def bucket(self) -> str:
+        return self.s3.bucket.name
+
+    @property
+    def key(self) -> str:
+        """The object key: S3 URL-encodes it in events (a space arrives as ``+``)."""
+        return unquote_plus(self.s3.object.key)
+
+
+class S3Notification(JobMessage):
+    """An S3 event notification as S3 sends it to a queue (not ours: unversioned, and
+    fields we do not read are ignored), or the ``s3:TestEvent`` S3 sends when the
+    notification is configured."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    kind: ClassVar[str] = "ingest"
+    versioned: ClassVar[bool] = False
+
+    records: list[S3EventRecord] = Field(default_factory=list, alias="Records", max_length=100)
+    event: str | None = Field(default=None, alias="Event", max_length=100)
+
+    def model_post_init(self, _context: Any) -> None:
+        if not self.records and self.event != S3_TEST_EVENT:
+            raise ValueError("an S3 event notification with no Records")
+
+    @property
+    def is_test_event(self) -> bool:
+        return self.event == S3_TEST_EVENT and not self.records
+
+    def idempotency_key(self) -> str:
+        if self.is_test_event:
+            return "ingest#test-event"
+        # One PUT of one object: its ETag and S3's sequencer (or the event time).
+        parts = [
+            f"{r.bucket}/{r.key}@{r.s3.object.etag}#{r.s3.object.sequencer or r.event_time}"
+            for r in self.records
+        ]
+        digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        return f"ingest#{digest}"
+
+    def log_keys(self) -> dict[str, Any]:
+        if self.is_test_event:
+            return {"event": self.event}
+        return {"keys": [r.key for r in self.records][:10]}
+
+
 M = TypeVar("M", bound=JobMessage)
 
 
@@ -153,7 +239,7 @@ def parse_message[M: JobMessage](model: type[M], body: str | bytes) -> M:
         raise InvalidMessageError(f"body is not JSON: {err}") from None
     if not isinstance(data, dict):
         raise InvalidMessageError("body is not a JSON object")
-    if data.get("v") != SCHEMA_VERSION:
+    if model.versioned and data.get("v") != SCHEMA_VERSION:
         raise InvalidMessageError(f"unknown schema version {data.get('v')!r}")
     try:
         return model.model_validate(data)

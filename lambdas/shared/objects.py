@@ -25,6 +25,17 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class ObjectHead:
+    """An object's first bytes and what S3 says of it."""
+
+    head: bytes
+    etag: str
+    size: int
+    content_type: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ListedObject:
     key: str
     last_modified: datetime
@@ -58,6 +69,37 @@ class ImagesBucket:
             raise PermanentError(f"{key} is over the {limit} byte limit")
         return StoredObject(data, str(response.get("ETag", "")).strip('"'))
 
+    def head(self, key: str, *, nbytes: int) -> ObjectHead:
+        """The object's first ``nbytes`` bytes and its ETag, size and metadata, without
+        reading the rest (HeadObject, then a ranged GetObject pinned to the same ETag, so
+        both describe one object even if it is replaced in between: a replaced object is
+        a TransientError, and the retry reads the new one). NotFoundError when it is gone."""
+        with aws_errors(f"head {key}"):
+            described = aws.s3().head_object(Bucket=self.bucket, Key=key)
+        etag = str(described.get("ETag", "")).strip('"')
+        size = int(described.get("ContentLength", 0))
+        data = b""
+        if size > 0:  # a ranged GET of an empty object is an error (416)
+            with aws_errors(f"get the first bytes of {key}"):
+                response = aws.s3().get_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Range=f"bytes=0-{max(0, nbytes - 1)}",
+                    IfMatch=described.get("ETag", "*"),
+                )
+                body = response["Body"]
+                try:
+                    data = body.read(nbytes)
+                finally:
+                    body.close()
+        return ObjectHead(
+            head=data,
+            etag=etag,
+            size=size,
+            content_type=str(described.get("ContentType", "")),
+            metadata={str(k).lower(): str(v) for k, v in described.get("Metadata", {}).items()},
+        )
+
     def open(self, key: str, what: str) -> Any:
         """The object's streaming body (the caller reads and closes it)."""
         with aws_errors(what):
@@ -75,6 +117,11 @@ class ImagesBucket:
                 CacheControl=cache_control,
                 Metadata={"image-id": image_id},
             )
+
+    def delete_one(self, key: str) -> None:
+        """Delete one object (absent counts as deleted)."""
+        with aws_errors(f"delete {key}"):
+            aws.s3().delete_object(Bucket=self.bucket, Key=key)
 
     def list_page(self, *, after: str | None, page_size: int) -> ListingPage:
         """Up to ``page_size`` keys after ``after``, in key order."""

@@ -17,8 +17,8 @@ from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.errors import ConditionFailedError, PixflareError
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import validate_image_id
+from lambdas.shared.originals import store_upload
 from pixflare.context import CommandContext, CommandError
-from pixflare.operations.uploads import store_upload
 
 POLL_SECONDS = 0.25
 SETTLED = ("ready", "failed")

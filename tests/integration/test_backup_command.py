@@ -14,9 +14,9 @@ import pytest
 
 from lambdas.backup import handler as backup_handler
 from lambdas.shared.config import load_settings
+from lambdas.shared.originals import store_upload
 from pixflare.commands import backup as backup_command
 from pixflare.context import CommandContext, CommandError
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import Resources, receive_all
 from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received

@@ -23,10 +23,10 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.destinations import DestinationCredentials
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.observability import logger
+from lambdas.shared.originals import store_upload
 from lambdas.shared.producers import enqueue_backup_job
 from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
 from pixflare.operations.backup_restore import BackupMismatchError, restore_backup, verify_backup
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received

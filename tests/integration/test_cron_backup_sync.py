@@ -29,8 +29,8 @@ from lambdas.shared.dynamo import to_item
 from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.keys import ImagePath
 from lambdas.shared.messages import BackupJob, parse_message
+from lambdas.shared.originals import store_upload
 from lambdas.shared.worker import JobContext
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.env import use_env
 
@@ -138,7 +138,11 @@ def back_up_three_images(env: Resources) -> list[ImageRecord]:
     settings = load_settings()
     records = [
         store_upload(
-            settings, f"image {n}".encode() * 10, owner="alice", album="a", filename=f"{n}.jpg"
+            settings,
+            b"\xff\xd8\xff\xe0" + f"image {n}".encode() * 10,
+            owner="alice",
+            album="a",
+            filename=f"{n}.jpg",
         ).record
         for n in range(3)
     ]

@@ -11,9 +11,9 @@ import pytest
 from lambdas.shared.config import load_settings
 from lambdas.shared.images import ImageRepository
 from lambdas.shared.keys import ImagePath
+from lambdas.shared.originals import store_upload
 from pixflare.commands import images
 from pixflare.context import CommandContext, CommandError
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import Resources
 from tests.support.env import use_env
 

@@ -26,9 +26,9 @@ from lambdas.shared.destinations import DestinationCredentials
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
 from lambdas.shared.observability import logger
+from lambdas.shared.originals import store_upload
 from lambdas.variant import handler as variant_handler
 from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources
 from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext

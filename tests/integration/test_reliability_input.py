@@ -28,9 +28,9 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.errors import PermanentError
 from lambdas.shared.images import ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
+from lambdas.shared.originals import store_upload
 from lambdas.variant import handler as variant_handler
 from pixflare.operations import domains as admin
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources
 from tests.support.env import use_env
 from tests.support.faults import drive_queue, queue_depth
@@ -95,7 +95,11 @@ HOSTILE_IMAGES: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "t.png",
         "failed",
     ),
-    "text named .jpg": (lambda: b"just some text, not a picture\n" * 20, "text.jpg", "failed"),
+    "JPEG magic, then text": (
+        lambda: b"\xff\xd8\xff\xe0just some text, not a picture\n" * 20,
+        "text.jpg",
+        "failed",
+    ),
     "decompression bomb": (lambda: bomb_png(100_000, 100_000), "bomb.png", "failed"),
     "1 x 60000": (lambda: encode(Image.new("L", (1, 60_000), 128), "PNG"), "tall.png", "failed"),
     "JPEG + HTML polyglot": (lambda: encode(photo(), "JPEG") + HTML, "poly.jpg", "ready"),
@@ -152,6 +156,12 @@ def test_hostile_images_in_one_batch_with_good_ones(
     before = snapshot(aws)
     with pytest.raises(PermanentError, match="empty"):
         store_upload(settings, b"", owner=OWNER, album="a", filename="zero.jpg")
+    assert snapshot(aws) == before and queue_depth(aws.queue_urls["variant"]) == 0
+    # And text named .jpg: its first bytes are no image's, so it is refused there too
+    with pytest.raises(PermanentError, match="not an image"):
+        store_upload(
+            settings, b"just some text\n" * 20, owner=OWNER, album="a", filename="text.jpg"
+        )
     assert snapshot(aws) == before and queue_depth(aws.queue_urls["variant"]) == 0
 
     # And every hostile image uploaded between two good ones

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from lambdas.shared import aws as aws_clients
 from lambdas.shared.config import load_settings
 from lambdas.shared.errors import TransientError
-from pixflare.operations.uploads import store_upload
+from lambdas.shared.originals import store_upload
 from tests.support.aws_resources import REGION, Resources
 from tests.support.env import use_env
 

@@ -16,9 +16,9 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.images import ImageRecord, ImageRepository
 from lambdas.shared.keys import VARIANT_NAMES
 from lambdas.shared.messages import VariantJob
+from lambdas.shared.originals import store_upload
 from lambdas.variant import pipeline
 from lambdas.variant.handler import handler
-from pixflare.operations.uploads import store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received

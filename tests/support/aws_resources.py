@@ -36,12 +36,14 @@ TABLES: dict[str, dict[str, Any]] = {
                 "deleted_at",
                 "backup_state",
                 "backup_state_at",
+                "album_key",
             )
         ],
         "GlobalSecondaryIndexes": [
             _gsi("by-owner", "owner", "created_at"),
             _gsi("by-deleted", "deleted_pk", "deleted_at"),
             _gsi("by-backup-state", "backup_state", "backup_state_at"),
+            _gsi("by-album", "album_key", "created_at"),
         ],
     },
     "domains": {
@@ -78,7 +80,8 @@ TABLES: dict[str, dict[str, Any]] = {
     },
 }
 
-QUEUES = {"variant": 180, "backup": 360, "domain": 180, "cron": 1800}
+QUEUES = {"variant": 180, "backup": 360, "domain": 180, "cron": 1800, "ingest": 180}
+ORIGINAL_SUFFIX = "/original"
 
 
 @dataclass
@@ -140,6 +143,21 @@ def create_resources(max_receive_count: int = 3) -> Resources:
         res.queue_arns[name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
+    # As the stack configures it: every original created is announced on the ingest queue.
+    s3.put_bucket_notification_configuration(
+        Bucket=res.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": res.queue_arns["ingest"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "suffix", "Value": ORIGINAL_SUFFIX}]}
+                    },
+                }
+            ]
+        },
+    )
     kms = boto3.client("kms", region_name=REGION)
     res.kms_key_id = kms.create_key(Description="pixflare backups")["KeyMetadata"]["KeyId"]
     return res

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:test-queue"
 
@@ -70,3 +71,31 @@ def event_from_received(messages: list[dict[str, Any]], queue_arn: str) -> dict[
             for m in messages
         ]
     )
+
+
+def s3_object_created(
+    bucket: str, key: str, *, etag: str = "", size: int = 0, event_name: str = "ObjectCreated:Put"
+) -> dict[str, Any]:
+    """An S3 event notification body as S3 writes it to a queue (the key URL-encoded)."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-12-02T10:00:00.000Z",
+                "eventName": event_name,
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "ingest",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": size,
+                        "eTag": etag,
+                        "sequencer": uuid.uuid4().hex[:16].upper(),
+                    },
+                },
+            }
+        ]
+    }
