@@ -22,6 +22,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import (
@@ -202,6 +203,19 @@ def _has_credentials() -> bool:
         return False
 
 
+def endpoint_problem(endpoint: str, *, from_environment: bool) -> str | None:
+    """Why ``endpoint`` cannot be used (no scheme, no host), in one line; None if fine."""
+    named = "AWS_ENDPOINT_URL" if from_environment else "--endpoint"
+    parsed = urlsplit(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        bare = endpoint.split("://", 1)[-1].strip("/") or "127.0.0.1:4566"
+        return (
+            f"{named} {endpoint!r} is not a URL: write it with its scheme, "
+            f"e.g. http://{bare} for a local stack"
+        )
+    return None
+
+
 def prepare_environment(endpoint: str | None, region: str | None) -> None:
     """Point the shared client factory at the target (clients are remade only if it moved)."""
     watched = (
@@ -274,6 +288,13 @@ def main(
         stderr=err_stream,
     )
     ctx._resolve = lambda: resolve_settings(stack=args.stack_name, endpoint=endpoint, region=region)
+    if endpoint:
+        problem = endpoint_problem(
+            endpoint, from_environment=endpoint == os.environ.get("AWS_ENDPOINT_URL")
+        )
+        if problem:
+            err_stream.write(f"{PROG}: {problem}\n")
+            return 2
     try:
         with logs_to(err_stream):
             prepare_environment(endpoint, region)
