@@ -162,6 +162,21 @@ def s3() -> S3Client:
     return client("s3")
 
 
+@functools.cache
+def _presigner() -> Any:
+    return _session().client(
+        "s3", config=client_config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    )
+
+
+def s3_presigner() -> S3Client:
+    """S3 client for presigned URLs and POSTs: SigV4 (regions opened since 2014 refuse
+    anything else) and the bucket's own virtual-hosted endpoint, so a browser's POST is
+    not redirected (a redirect breaks CORS); an IP endpoint such as the local stack's
+    falls back to path style. Presigning makes no network call: no deadline applies."""
+    return _presigner()
+
+
 def dynamodb() -> DynamoDBClient:
     return client("dynamodb")
 
@@ -223,5 +238,6 @@ def batch_get_items(
 
 def reset_clients() -> None:
     client.cache_clear()
+    _presigner.cache_clear()
     _client.cache_clear()
     _session.cache_clear()

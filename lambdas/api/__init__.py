@@ -1,0 +1,1 @@
+"""The HTTP API function: presigned uploads, status documents and listings, per owner."""
