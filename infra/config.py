@@ -46,6 +46,19 @@ BATCHING_WINDOW_SECONDS = 1
 # the DLQ. `-c concurrencyBudget=N` says how much of the account's concurrency (10 on
 # many new accounts) the stack may use; each mapping gets SQS's minimum of 2 and the
 # rest is shared by WorkerSpec.concurrency_share (mapping_concurrency below).
+#
+# With the ingest mapping the stack has four mappings (five with custom domains): the
+# default budget of 10 fits the default stack (2 each + 1 for the scheduled runs = 9;
+# the one left over goes to the variant mapping, the largest share), while custom
+# domains need a budget of at least 11 (5 x 2 + 1).
+#
+# The API function is invoked synchronously by API Gateway and is deliberately NOT
+# given reserved concurrency: on a 10-concurrency account reserving any would take it
+# from the mappings (Lambda keeps 10 unreserved), and the deploy would fail outright
+# on such an account. It runs from the account's unreserved pool, bounded by the HTTP
+# API stage's throttling (API_THROTTLE_RATE / API_THROTTLE_BURST): at ~100 ms a request
+# 50 req/s keep about 5 invocations in flight. A budget below the account's limit
+# leaves that much headroom to the API; see README, "concurrencyBudget".
 CONCURRENCY_BUDGET_CONTEXT = "concurrencyBudget"
 DEFAULT_CONCURRENCY_BUDGET = 10
 MIN_MAPPING_CONCURRENCY = 2  # SQS event source MaximumConcurrency: 2..1000
@@ -56,15 +69,21 @@ SCHEDULED_CONCURRENCY = 1
 
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    """One queue, its DLQ and the function consuming it."""
+class FunctionSpec:
+    """One Lambda function: its key (the settings model's function key), code and size."""
 
-    key: str  # construct id prefix and the name `pixflare dlq redrive` uses
+    key: str  # construct id prefix; WorkerSpec: the name `pixflare dlq redrive` uses
     handler: str
-    batch_size: int
     timeout_seconds: int
     memory_mb: int
     service: str  # POWERTOOLS_SERVICE_NAME
+
+
+@dataclass(frozen=True)
+class WorkerSpec(FunctionSpec):
+    """One queue, its DLQ and the function consuming it."""
+
+    batch_size: int
     queue_url_env: str  # the variable other functions use to send to this queue
     output_prefix: str  # <prefix>QueueUrl / <prefix>DlqUrl
     oldest_message_alarm_seconds: int
@@ -115,7 +134,25 @@ DOMAIN = WorkerSpec(
     oldest_message_alarm_seconds=900,
     concurrency_share=1,  # a few DNS queries per message
 )
-WORKERS: tuple[WorkerSpec, ...] = (VARIANT, BACKUP, DOMAIN)
+# Objects created under an `original` key (S3 event notifications straight to this
+# queue): checked, recorded, variant and backup jobs enqueued. Light work (a ranged GET,
+# a record, two sends) that users wait for: no batching window.
+INGEST = WorkerSpec(
+    key="ingest",
+    handler="lambdas.ingest.handler.handler",
+    batch_size=10,
+    timeout_seconds=30,
+    memory_mb=256,
+    service="ingest",
+    queue_url_env="INGEST_QUEUE_URL",
+    output_prefix="Ingest",
+    oldest_message_alarm_seconds=300,
+    # Light work that fans out into variant jobs, the bottleneck: the variant mapping
+    # keeps the largest share, ingest gets the minimum 2 at the default budget.
+    concurrency_share=1,
+    batching_window_seconds=0,  # users wait for it
+)
+WORKERS: tuple[WorkerSpec, ...] = (VARIANT, BACKUP, DOMAIN, INGEST)
 
 # The daily jobs' function, also fed by its continuation queue (one cursor at a time).
 CRON = WorkerSpec(
@@ -131,6 +168,33 @@ CRON = WorkerSpec(
     concurrency_share=0,  # one cursor at a time: the minimum 2 is plenty
     batching_window_seconds=0,
 )
+
+
+# --- HTTP API ----------------------------------------------------------------------
+# The function behind API Gateway's HTTP API (payload format 2.0). Synchronous: no
+# queue, no reserved concurrency (see "Concurrency" above).
+API = FunctionSpec(
+    key="api",
+    handler="lambdas.api.handler.handler",
+    timeout_seconds=10,
+    memory_mb=512,
+    service="api",
+)
+# The default stage's throttling (every route): steady requests per second, burst.
+API_THROTTLE_RATE = 50
+API_THROTTLE_BURST = 100
+API_CORS_MAX_AGE_SECONDS = 3600
+API_ACCESS_LOG_RETENTION_DAYS = LOG_RETENTION_DAYS
+# Routes: (method, path). The function routes them itself (Powertools).
+API_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/v1/uploads"),
+    ("GET", "/v1/images"),
+    ("GET", "/v1/images/{id}"),
+)
+# S3 notifications to the ingest queue: objects whose key ends with this.
+ORIGINAL_SUFFIX = "/original"
+# Browsers POST originals straight to the bucket (presigned POST) from these origins.
+BUCKET_CORS_MAX_AGE_SECONDS = 3600
 
 
 # --- Schedules -----------------------------------------------------------------
@@ -195,6 +259,10 @@ TABLES: tuple[TableSpec, ...] = (
             IndexSpec("by-owner", "owner", "created_at"),
             IndexSpec("by-deleted", "deleted_pk", "deleted_at"),
             IndexSpec("by-backup-state", "backup_state", "backup_state_at"),
+            # The HTTP API's `GET /v1/images?album=`: album_key is "owner/album".
+            # CloudFormation creates or deletes only ONE global secondary index per table
+            # update: add the next index in a later deploy, never two at once.
+            IndexSpec("by-album", "album_key", "created_at"),
         ),
         env="IMAGES_TABLE",
         output="ImagesTableName",
@@ -221,8 +289,8 @@ TABLES: tuple[TableSpec, ...] = (
         env="DESTINATIONS_TABLE",
         output="DestinationsTableName",
     ),
-    # Per-owner API keys, hashes only (lambdas/shared/api_keys.py). No function reads it
-    # yet: the HTTP API that will is still to come.
+    # Per-owner API keys, hashes only (lambdas/shared/api_keys.py); the API function
+    # reads it (and nothing else does).
     TableSpec(
         key="ApiKeys",
         partition_key="key_id",
@@ -253,6 +321,7 @@ OUTPUT_CRON_QUEUE = "CronQueueUrl"
 OUTPUT_CRON_FUNCTION = "CronFunctionName"
 OUTPUT_RUNTIME_SETTINGS = "RuntimeSettings"
 OUTPUT_ALARM_TOPIC = "AlarmTopicArn"  # subscribe a pager here
+OUTPUT_API_URL = "ApiUrl"  # the HTTP API's endpoint (enableQueues=true only)
 # Cloudflare mode: where the operator stores the token (an output name, not a secret).
 OUTPUT_CLOUDFLARE_SECRET = "CloudflareTokenSecretArn"  # noqa: S105
 
@@ -289,6 +358,8 @@ CONTEXT_KEYS: tuple[str, ...] = (
 # CloudFormation: a letter, then letters, digits and hyphens, at most 128 characters.
 # Queue names are `{stackName}-{key}` and `{stackName}-{key}-dlq`, and SQS allows 80.
 _STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+# A browser origin as CORS compares it: scheme, host, optional port; no path, no "*".
+_ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 QUEUE_NAME_LIMIT = 80
 LONGEST_QUEUE_SUFFIX = max((f"-{spec.key}-dlq" for spec in (*WORKERS, CRON)), key=len)
 STACK_NAME_LIMIT = min(128, QUEUE_NAME_LIMIT - len(LONGEST_QUEUE_SUFFIX))
@@ -451,6 +522,12 @@ class AppSettings:
                 )
         if self.domains_enabled:
             _check_domain_settings(runtime)
+        for origin in runtime.frontend_origins:
+            if not _ORIGIN_PATTERN.fullmatch(origin):
+                raise ContextError(
+                    f"context frontendOrigins: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path, e.g. https://photos.example.com)"
+                )
         self.concurrency  # noqa: B018  (raises ContextError when the budget cannot fit)
 
     @property
@@ -472,6 +549,11 @@ class AppSettings:
         return tuple(spec for spec in WORKERS if spec is not DOMAIN or self.domains_enabled)
 
     @property
+    def frontend_origins(self) -> tuple[str, ...]:
+        """Browser origins allowed by the HTTP API's and the bucket's CORS (none: no CORS)."""
+        return self.runtime.frontend_origins
+
+    @property
     def concurrency(self) -> dict[str, int]:
         """MaximumConcurrency of each event source mapping, by worker key."""
         return mapping_concurrency(self.concurrency_budget, (*self.queue_workers, CRON))
@@ -484,7 +566,7 @@ class AppSettings:
                 for setting in DEPLOYED_SETTINGS
                 if spec.key in setting.used_by
             }
-            for spec in (*WORKERS, CRON)
+            for spec in (*WORKERS, CRON, API)
         }
 
 
@@ -507,7 +589,7 @@ def _check_domain_settings(runtime: Settings) -> None:
             raise ContextError(f"context {key}: {reason}") from None
 
 
-def powertools_env(spec: WorkerSpec) -> dict[str, str]:
+def powertools_env(spec: FunctionSpec) -> dict[str, str]:
     return {
         "POWERTOOLS_SERVICE_NAME": spec.service,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

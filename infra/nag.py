@@ -7,7 +7,10 @@ grant. Nothing is acknowledged stack-wide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -102,6 +105,80 @@ def bucket_delete(fn: lambda_.Function, bucket: s3.IBucket) -> None:
     )
     ack(role, "IAM5[Action::s3:DeleteObject*]", reason)
     ack(role, f"IAM5[Resource::{_ref(bucket)}/*]", reason)
+
+
+def ingest_originals(fn: lambda_.Function, bucket: s3.IBucket) -> None:
+    """bucket.grant_read / grant_delete scoped to ``*/original`` (the ingest function)."""
+    role = _role(fn)
+    reason = (
+        "bucket.grant_read and grant_delete scoped to */original keys: the ingest step "
+        "reads any original that lands ({owner}/{album}/{filename}/original, names known "
+        "only at run time) and removes the ones it refuses; no variant is reachable."
+    )
+    for finding in (
+        "Action::s3:GetObject*",
+        "Action::s3:GetBucket*",
+        "Action::s3:List*",
+        "Action::s3:DeleteObject*",
+    ):
+        ack(role, f"IAM5[{finding}]", reason)
+    ack(role, f"IAM5[Resource::{_ref(bucket)}/*/original]", reason)
+
+
+def api_objects(fn: lambda_.Function, bucket: s3.IBucket, variants: Sequence[str]) -> None:
+    """The API function: grant_put on ``*/original``, grant_read on each ``*/<variant>``."""
+    role = _role(fn)
+    put = (
+        "bucket.grant_put scoped to */original keys: the presigned POST a browser uploads "
+        "with is signed by this role, and its policy pins the one key of the caller's "
+        "reservation ({owner}/{album}/{filename}/original); s3:Abort* comes with grant_put."
+    )
+    ack(role, "IAM5[Action::s3:Abort*]", put)
+    ack(role, f"IAM5[Resource::{_ref(bucket)}/*/original]", put)
+    read = (
+        "bucket.grant_read scoped to the eight variant keys (*/w128 ... */og-image): the "
+        "API returns presigned GETs of a caller's ready variants, whose prefixes are only "
+        "known at run time; the original is not readable."
+    )
+    for finding in ("Action::s3:GetObject*", "Action::s3:GetBucket*", "Action::s3:List*"):
+        ack(role, f"IAM5[{finding}]", read)
+    for name in variants:
+        ack(role, f"IAM5[Resource::{_ref(bucket)}/*/{name}]", read)
+
+
+BUCKET_NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+
+def bucket_notifications_handler(stack: cdk.Stack) -> None:
+    """The CDK's singleton provider behind bucket.add_event_notification (its own code).
+
+    Its s3:PutBucketNotification statement is scoped to the images bucket by the CDK
+    (a policy of the bucket's Notifications construct), so only its managed policy
+    needs an acknowledgment.
+    """
+    handler = stack.node.try_find_child(BUCKET_NOTIFICATIONS_HANDLER)
+    if handler is None:
+        raise ValueError(f"{stack.node.path} has no {BUCKET_NOTIFICATIONS_HANDLER}")
+    role = handler.node.find_child("Role")
+    ack(
+        role,
+        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWSLambdaBasicExecutionRole]",
+        "The CDK's BucketNotificationsHandler (custom resource provider applying the images "
+        "bucket's notification configuration): the managed policy only lets it write its "
+        "own CloudWatch Logs.",
+    )
+
+
+def http_api_routes(routes: Sequence[apigw.HttpRoute]) -> None:
+    for route in routes:
+        ack(
+            route,
+            "APIG4",
+            "No API Gateway authorizer on purpose: the API function authenticates every "
+            "request itself (Authorization: Bearer <per-owner API key>, hashes in the "
+            "ApiKeys table) and answers 401 without a valid key.",
+        )
 
 
 def table_indexes(fn: lambda_.Function, table: dynamodb.ITable) -> None:

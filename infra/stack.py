@@ -7,21 +7,26 @@ each role's reach can be read in one place (docs/internals.md, "Functions").
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, SecretValue, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra import config, nag
+from infra.constructs.http_api import HttpApi
 from infra.constructs.layers import Layers, function_code
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.queue_worker import QueueWorker
+from infra.constructs.queue_worker import QueueWorker, create_function
 from infra.constructs.schedules import Schedules
 from infra.constructs.storage import Storage
 from lambdas.domain.providers import TOKEN_PLACEHOLDER
+from lambdas.shared.keys import VARIANT_NAMES
 
 DOMAINS_LEFT_OUT = (
     "custom domains are left out (no domain queue, DLQ or function): "
@@ -60,6 +65,8 @@ class PixflareJobsStack(Stack):
 
         self.workers: dict[str, QueueWorker] = {}
         self.cloudflare_secret_arn: str | None = None
+        self.api: HttpApi | None = None
+        self.api_function: lambda_.Function | None = None
         if settings.runtime.enable_queues:
             variant = QueueWorker(
                 self,
@@ -119,6 +126,8 @@ class PixflareJobsStack(Stack):
             # Decrypt credentials; GenerateDataKey for client-side encrypted backups.
             storage.backup_key.grant_encrypt_decrypt(backup.function)
             nag.kms_encrypt_decrypt(backup.function)
+
+            self._ingest_and_api(storage, code, layers, env, variant, backup)
 
         if settings.domains_enabled:
             domain = QueueWorker(
@@ -186,6 +195,8 @@ class PixflareJobsStack(Stack):
             self,
             "Monitoring",
             workers=[*self.workers.values(), schedules.worker],
+            functions=[(config.API.key, self.api_function)] if self.api_function else [],
+            http_api=self.api.api if self.api else None,
             extra_dlqs=[("EventsDlq", schedules.events_dlq)],
             cron_failures=schedules.failure_queue,
             cron_jobs=list(schedules.rules),
@@ -202,6 +213,93 @@ class PixflareJobsStack(Stack):
         for fn in self.functions.values():
             nag.function_baseline(fn)
         self._outputs(storage, schedules)
+
+    def _ingest_and_api(
+        self,
+        storage: Storage,
+        code: lambda_.Code,
+        layers: Layers,
+        env: Callable[..., dict[str, str]],
+        variant: QueueWorker,
+        backup: QueueWorker,
+    ) -> None:
+        """Uploads from browsers (the HTTP API) and any original that lands (ingest)."""
+        bucket = storage.bucket
+        runtime_env = self.settings.runtime_env()
+        origins = self.settings.frontend_origins
+
+        # ingest: S3 -> its queue for every object created under an `original` key.
+        ingest = QueueWorker(
+            self,
+            "Ingest",
+            spec=config.INGEST,
+            code=code,
+            layers=[layers.deps],
+            environment=env(
+                "IMAGES_BUCKET",
+                "IMAGES_TABLE",
+                "DESTINATIONS_TABLE",
+                "IDEMPOTENCY_TABLE",
+                **{
+                    config.VARIANT.queue_url_env: variant.queue.queue_url,
+                    config.BACKUP.queue_url_env: backup.queue.queue_url,
+                },
+                **runtime_env[config.INGEST.key],
+            ),
+        )
+        self.workers[ingest.spec.key] = ingest
+        bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(ingest.queue),
+            s3.NotificationKeyFilter(suffix=config.ORIGINAL_SUFFIX),
+        )
+        nag.bucket_notifications_handler(self)
+        # Reads an original's first bytes and metadata; removes a refused one.
+        originals = f"*{config.ORIGINAL_SUFFIX}"
+        bucket.grant_read(ingest.function, originals)
+        bucket.grant_delete(ingest.function, originals)
+        nag.ingest_originals(ingest.function, bucket)
+        storage.images_table.grant_read_write_data(ingest.function)
+        nag.table_indexes(ingest.function, storage.images_table)
+        storage.destinations_table.grant_read_data(ingest.function)
+        nag.table_indexes(ingest.function, storage.destinations_table)
+        storage.idempotency_table.grant_read_write_data(ingest.function)
+        variant.queue.grant_send_messages(ingest.function)
+        backup.queue.grant_send_messages(ingest.function)
+
+        # api: reservations in the images table, API keys, presigned POST / GET.
+        api_fn = create_function(
+            self,
+            "ApiFunction",
+            spec=config.API,
+            code=code,
+            layers=[layers.deps],
+            environment=env(
+                "IMAGES_BUCKET", "IMAGES_TABLE", "API_KEYS_TABLE", **runtime_env[config.API.key]
+            ),
+        )
+        self.api_function = api_fn
+        storage.images_table.grant_read_write_data(api_fn)
+        nag.table_indexes(api_fn, storage.images_table)
+        storage.api_keys_table.grant_read_data(api_fn)
+        nag.table_indexes(api_fn, storage.api_keys_table)
+        # A presigned POST is signed with the function's role: it may put originals only.
+        bucket.grant_put(api_fn, originals)
+        # Presigned GETs of the variants, never of the original.
+        for name in VARIANT_NAMES:
+            bucket.grant_read(api_fn, f"*/{name}")
+        nag.api_objects(api_fn, bucket, VARIANT_NAMES)
+
+        self.api = HttpApi(self, "Http", function=api_fn, origins=origins)
+        nag.http_api_routes(self.api.routes)
+        if origins:
+            # The browser POSTs the file straight to the bucket (presigned POST).
+            bucket.add_cors_rule(
+                allowed_methods=[s3.HttpMethods.POST],
+                allowed_origins=list(origins),
+                allowed_headers=["*"],
+                max_age=config.BUCKET_CORS_MAX_AGE_SECONDS,
+            )
 
     def _cloudflare_secret(self) -> secretsmanager.ISecret:
         existing = self.settings.runtime.cloudflare_api_token_secret_arn
@@ -235,6 +333,8 @@ class PixflareJobsStack(Stack):
             prefix = worker.spec.output_prefix
             outputs[f"{prefix}QueueUrl"] = worker.queue.queue_url
             outputs[f"{prefix}DlqUrl"] = worker.dlq.queue_url
+        if self.api is not None:
+            outputs[config.OUTPUT_API_URL] = self.api.url
         if self.cloudflare_secret_arn is not None:
             # Where the operator stores the token (docs/operations.md).
             outputs[config.OUTPUT_CLOUDFLARE_SECRET] = self.cloudflare_secret_arn
@@ -255,4 +355,6 @@ class PixflareJobsStack(Stack):
     def functions(self) -> dict[str, lambda_.Function]:
         found = {key: worker.function for key, worker in self.workers.items()}
         found[config.CRON.key] = self.schedules.function
+        if self.api_function is not None:
+            found[config.API.key] = self.api_function
         return found

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -45,6 +47,8 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         workers: Sequence[QueueWorker],
+        functions: Sequence[tuple[str, lambda_.IFunction]] = (),
+        http_api: apigw.IHttpApi | None = None,
         extra_dlqs: Sequence[tuple[str, sqs.IQueue]] = (),
         cron_failures: sqs.IQueue | None = None,
         cron_jobs: Sequence[str] = (),
@@ -135,21 +139,36 @@ class Monitoring(Construct):
                     ],
                 )
             )
+            widgets.append(self._function_widget(name, worker.function))
+        for name, function in functions:
+            self._alarm(
+                f"{name}Errors",
+                function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
+                threshold=0,
+                periods=1,
+                description=f"{name} function: invocations failed (timeouts or crashes)",
+            )
+            widgets.append(self._function_widget(name, function))
+        if http_api is not None:
+            server_errors = http_api.metric_server_error(period=ALARM_PERIOD, statistic="Sum")
+            self._alarm(
+                "Api5xx",
+                server_errors,
+                threshold=0,
+                periods=1,
+                description="HTTP API: 5xx responses (the function failed, timed out or "
+                "was throttled)",
+            )
             widgets.append(
                 cloudwatch.GraphWidget(
                     width=HALF_WIDTH,
-                    title=f"{name}: function",
+                    title="HTTP API: requests",
                     left=[
-                        worker.function.metric_invocations(label="invocations"),
-                        worker.function.metric_errors(label="errors"),
-                        worker.function.metric_throttles(label="throttles"),
+                        http_api.metric_count(label="requests"),
+                        http_api.metric_client_error(label="4xx"),
+                        http_api.metric_server_error(label="5xx"),
                     ],
-                    right=[
-                        worker.function.metric_duration(label="duration avg (ms)"),
-                        worker.function.metric_duration(
-                            label="duration max (ms)", statistic="Maximum"
-                        ),
-                    ],
+                    right=[http_api.metric_latency(label="latency avg (ms)")],
                 )
             )
         for name, dlq in extra_dlqs:
@@ -219,6 +238,22 @@ class Monitoring(Construct):
         )
         for i in range(0, len(widgets), 2):
             dashboard.add_widgets(*widgets[i : i + 2])
+
+    @staticmethod
+    def _function_widget(name: str, function: lambda_.IFunction) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(
+            width=HALF_WIDTH,
+            title=f"{name}: function",
+            left=[
+                function.metric_invocations(label="invocations"),
+                function.metric_errors(label="errors"),
+                function.metric_throttles(label="throttles"),
+            ],
+            right=[
+                function.metric_duration(label="duration avg (ms)"),
+                function.metric_duration(label="duration max (ms)", statistic="Maximum"),
+            ],
+        )
 
     @staticmethod
     def _cron_metric(metric_name: str, job: str) -> cloudwatch.Metric:

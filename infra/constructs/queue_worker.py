@@ -1,6 +1,6 @@
 """A queue, its dead-letter queue and the Lambda function that consumes it.
 
-Used for the variant, backup and domain workers and for the cron function's
+Used for the variant, backup, domain and ingest workers and for the cron function's
 continuation queue. The numbers come from a :class:`infra.config.WorkerSpec`; the
 mapping's MaximumConcurrency from the stack's concurrency budget
 (:attr:`infra.config.AppSettings.concurrency`). Queue names are
@@ -40,7 +40,7 @@ def create_function(
     scope: Construct,
     construct_id: str,
     *,
-    spec: config.WorkerSpec,
+    spec: config.FunctionSpec,
     code: lambda_.Code,
     layers: Sequence[lambda_.ILayerVersion],
     environment: Mapping[str, str],
@@ -56,7 +56,8 @@ def create_function(
     return lambda_.Function(
         scope,
         construct_id,
-        description=f"Pixflare {spec.key} worker",
+        description=f"Pixflare {spec.key} "
+        + ("worker" if isinstance(spec, config.WorkerSpec) else "function"),
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
         handler=spec.handler,

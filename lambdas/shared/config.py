@@ -32,10 +32,11 @@ from pydantic_settings.sources import PydanticBaseEnvSettingsSource
 from lambdas.shared.errors import ConfigError
 
 # The functions (lambdas/<name>/) a deployed setting is given to.
-ALL_FUNCTIONS = ("variant", "backup", "domain", "cron")
+ALL_FUNCTIONS = ("variant", "backup", "domain", "cron", "ingest", "api")
 VARIANT = ("variant",)
 DOMAIN = ("domain",)
 CRON = ("cron",)
+API = ("api",)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -231,6 +232,23 @@ class Settings(BaseSettings):
         context="backupVerifySample",
         used_by=CRON,
         ge=0,
+    )
+    backup_allow_private_endpoints: bool = setting(
+        False,
+        "BACKUP_ALLOW_PRIVATE_ENDPOINTS",
+        "`true`: backup destinations may be plain `http://` and on private, loopback or "
+        "link-local addresses (a MinIO on your own network; the local stack sets it). "
+        "Off: `https://` and public addresses only",
+        context="backupAllowPrivateEndpoints",
+        used_by=("backup", "cron"),
+    )
+    frontend_origins: tuple[str, ...] = setting(
+        (),
+        "FRONTEND_ORIGINS",
+        "comma list of browser origins (`https://host[:port]`) the HTTP API's and the "
+        "bucket's CORS allow; empty: no CORS, same-origin only",
+        context="frontendOrigins",
+        used_by=API,
     )
     # Unset: the worker's 30 s. The demo sets 0, so a poison message walks its receives
     # in seconds.

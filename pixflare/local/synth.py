@@ -29,8 +29,13 @@ _SCRIPT = (
     "sys.stdout.write(json.dumps(run_or_exit(lambda: synth_template(context))))\n"
 )
 # The local stack deploys custom domains too (a deployed stack needs the operator's own
-# `-c customDomainFallbackCname=...`); a reserved .localhost name nobody can claim.
-LOCAL_CONTEXT: dict[str, Any] = {"customDomainFallbackCname": "edge.pixflare.localhost"}
+# `-c customDomainFallbackCname=...`); a reserved .localhost name nobody can claim. With
+# them the stack has five event source mappings: 5 x SQS's minimum 2, plus the scheduled
+# runs, is 11, over the default budget of 10 (there is no account limit here).
+LOCAL_CONTEXT: dict[str, Any] = {
+    "customDomainFallbackCname": "edge.pixflare.localhost",
+    "concurrencyBudget": "12",
+}
 
 
 class SynthError(RuntimeError):

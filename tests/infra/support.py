@@ -8,7 +8,12 @@ from typing import Any
 Template = dict[str, Any]
 
 # cdk.json's defaults plus a CNAME target, so the domain worker is deployed and tested.
-DEFAULT: dict[str, str] = {"customDomainFallbackCname": "images.example.com"}
+# Five event source mappings (variant, backup, domain, ingest, cron) need a budget of at
+# least 11 (2 each + 1 for the scheduled runs); 12 leaves the variant mapping its 3.
+DEFAULT: dict[str, str] = {
+    "customDomainFallbackCname": "images.example.com",
+    "concurrencyBudget": "12",
+}
 # cdk.json's defaults alone: no CNAME target, so custom domains are left out.
 DOMAINS_OFF: dict[str, str] = {}
 QUEUES_OFF = {"enableQueues": "false"}
@@ -22,7 +27,12 @@ CUSTOM = {
     "alarmEmail": "ops@example.com",
     "cleanupSchedule": "cron(30 4 * * ? *)",
     "domainMaxChecks": "12",
+    "concurrencyBudget": "12",
+    "frontendOrigins": "https://photos.example.com,http://localhost:8000",
 }
+FRONTEND_ORIGINS = ["https://photos.example.com", "http://localhost:8000"]
+# CDK's singleton provider behind bucket.add_event_notification (Custom::S3BucketNotifications).
+NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
 
 def resources(template: Template, kind: str) -> dict[str, dict[str, Any]]:
@@ -53,6 +63,15 @@ def refs(value: Any) -> set[str]:
 
     walk(value)
     return found
+
+
+def pixflare_functions(template: Template) -> dict[str, dict[str, Any]]:
+    """The project's functions: every AWS::Lambda::Function but the CDK's own providers."""
+    return {
+        lid: res
+        for lid, res in resources(template, "AWS::Lambda::Function").items()
+        if not lid.startswith(NOTIFICATIONS_HANDLER)
+    }
 
 
 def function_by_handler(template: Template, handler: str) -> str:

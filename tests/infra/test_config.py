@@ -29,7 +29,11 @@ def test_worker_numbers() -> None:
         (5, 30),
         (10, 60),
         (5, 30),
+        (10, 30),  # ingest
     ]
+    assert config.INGEST.batching_window_seconds == 0  # users wait for it
+    assert (config.API.timeout_seconds, config.API.memory_mb) == (10, 512)
+    assert (config.API_THROTTLE_RATE, config.API_THROTTLE_BURST) == (50, 100)
     assert all(w.visibility_timeout_seconds == 6 * w.timeout_seconds for w in config.WORKERS)
     assert config.CRON.timeout_seconds == 300
     assert config.MAX_RECEIVE_COUNT == 3
@@ -74,6 +78,7 @@ def test_context_values_are_parsed_like_the_environment() -> None:
             "cloudflareZoneId": "z1",
             "cloudflareApiTokenSecretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:cf",
             "alarmEmail": " ops@example.com ",
+            "concurrencyBudget": 12,
         }
     )
     runtime = settings.runtime
@@ -102,17 +107,20 @@ def test_rendered_environment_is_the_deployed_settings_only() -> None:
             "customDomainProvider": "cloudflare",
             "customDomainFallbackCname": "images.example.com",
             "cloudflareZoneId": "z1",
+            "concurrencyBudget": "12",
         }
     )
     env = settings.runtime_env()
-    assert set(env) == {"variant", "backup", "domain", "cron"}
+    assert set(env) == {"variant", "backup", "domain", "cron", "ingest", "api"}
     rendered = {name for function in env.values() for name in function}
     assert rendered == {spec.env for spec in config.DEPLOYED_SETTINGS}
     # Never a secret (the stack passes the secret's ARN) nor a resource name.
     assert "CLOUDFLARE_API_TOKEN" not in rendered
     assert not rendered & RESOURCE_VARIABLES
     # Each function gets only its own, and reads back what deploy time set.
-    assert set(env["backup"]) == {"ENABLE_QUEUES"}
+    assert set(env["backup"]) == {"ENABLE_QUEUES", "BACKUP_ALLOW_PRIVATE_ENDPOINTS"}
+    assert set(env["ingest"]) == {"ENABLE_QUEUES"}
+    assert set(env["api"]) == {"ENABLE_QUEUES", "FRONTEND_ORIGINS"}
     for function in env.values():
         parsed = settings_from_env(function)
         for name in function:
@@ -120,15 +128,21 @@ def test_rendered_environment_is_the_deployed_settings_only() -> None:
             assert getattr(parsed, field) == getattr(settings.runtime, field)
 
 
-CNAME = {"customDomainFallbackCname": "images.example.com"}
+# With custom domains the stack has five mappings: 11 at least (see test_concurrency_split).
+CNAME = {"customDomainFallbackCname": "images.example.com", "concurrencyBudget": "12"}
 CLOUDFLARE = {**CNAME, "customDomainProvider": "cloudflare", "cloudflareZoneId": "z1"}
 
 
 @pytest.mark.parametrize(
     ("context", "key", "reason"),
     [
-        ({**CNAME, "concurrencyBudget": "8"}, "concurrencyBudget", "8 is too small.*9 in all"),
-        ({"concurrencyBudget": "6"}, "concurrencyBudget", "3 event source mappings.*7 in all"),
+        # variant, backup, domain, ingest and cron: 5 x 2 + 1 for the scheduled runs.
+        (
+            {**CNAME, "concurrencyBudget": "10"},
+            "concurrencyBudget",
+            "10 is too small.*5 event source mappings.*11 in all",
+        ),
+        ({"concurrencyBudget": "8"}, "concurrencyBudget", "4 event source mappings.*9 in all"),
         ({"enableQueues": "false", "concurrencyBudget": "2"}, "concurrencyBudget", "3 in all"),
         ({"concurrencyBudget": "ten"}, "concurrencyBudget", "expected a whole number"),
         ({"concurrencyBudget": "-5"}, "concurrencyBudget", "expected a whole number"),
@@ -149,6 +163,9 @@ CLOUDFLARE = {**CNAME, "customDomainProvider": "cloudflare", "cloudflareZoneId":
         ({"customDomainFallbackCname": "https://cdn/"}, "customDomainFallbackCname", "label"),
         ({**CNAME, "dnsNameservers": "1.1.1.1:dns"}, "dnsNameservers", "bad port"),
         ({**CNAME, "ownDomains": "exa mple.com"}, "ownDomains", "exa mple"),
+        ({"frontendOrigins": "https://photos.example.com/"}, "frontendOrigins", "not an origin"),
+        ({"frontendOrigins": "*"}, "frontendOrigins", "not an origin"),
+        ({"frontendOrigins": "photos.example.com"}, "frontendOrigins", "not an origin"),
     ],
 )
 def test_a_context_that_cannot_work_is_refused_naming_its_option(
@@ -179,11 +196,12 @@ def test_stack_name_and_budget_defaults() -> None:
 @pytest.mark.parametrize(
     ("budget", "expected"),
     [
-        (9, {"variant": 2, "backup": 2, "domain": 2, "cron": 2}),
-        (10, {"variant": 3, "backup": 2, "domain": 2, "cron": 2}),
-        (17, {"variant": 6, "backup": 5, "domain": 3, "cron": 2}),
-        (20, {"variant": 7, "backup": 6, "domain": 4, "cron": 2}),
-        (5000, {"variant": 1000, "backup": 1000, "domain": 834, "cron": 2}),
+        # shares variant 3, backup 2, domain 1, ingest 1 (cron: the minimum)
+        (11, {"variant": 2, "backup": 2, "domain": 2, "ingest": 2, "cron": 2}),
+        (12, {"variant": 3, "backup": 2, "domain": 2, "ingest": 2, "cron": 2}),
+        (17, {"variant": 4, "backup": 4, "domain": 3, "ingest": 3, "cron": 2}),
+        (20, {"variant": 6, "backup": 5, "domain": 3, "ingest": 3, "cron": 2}),
+        (5000, {"variant": 1000, "backup": 1000, "domain": 715, "ingest": 715, "cron": 2}),
     ],
 )
 def test_concurrency_split(budget: int, expected: dict[str, int]) -> None:
@@ -193,3 +211,37 @@ def test_concurrency_split(budget: int, expected: dict[str, int]) -> None:
     assert all(
         config.MIN_MAPPING_CONCURRENCY <= v <= config.MAX_MAPPING_CONCURRENCY for v in got.values()
     )
+
+
+def test_the_default_stack_fits_the_default_budget() -> None:
+    """cdk.json's defaults (no custom domains): 4 mappings at 2 + 1 scheduled = 9 of 10;
+    the one left goes to the variant mapping."""
+    settings = config.AppSettings.from_context({})
+    assert settings.concurrency == {"variant": 3, "backup": 2, "ingest": 2, "cron": 2}
+    assert sum(settings.concurrency.values()) + config.SCHEDULED_CONCURRENCY == 10
+    assert config.INGEST in settings.queue_workers
+    off = config.AppSettings.from_context({"enableQueues": "false"})
+    assert off.queue_workers == ()
+
+
+def test_frontend_origins_are_a_comma_list() -> None:
+    assert config.AppSettings.from_context({}).frontend_origins == ()
+    settings = config.AppSettings.from_context(
+        {"frontendOrigins": " https://photos.example.com , http://localhost:8000 "}
+    )
+    assert settings.frontend_origins == ("https://photos.example.com", "http://localhost:8000")
+    env = settings.runtime_env()
+    assert env["api"]["FRONTEND_ORIGINS"] == "https://photos.example.com,http://localhost:8000"
+    assert all("FRONTEND_ORIGINS" not in env[key] for key in env if key != "api")
+
+
+def test_the_images_table_gains_one_index_at_a_time() -> None:
+    """CloudFormation creates one GSI per table update: by-album is the one new index."""
+    (images,) = [spec for spec in config.TABLES if spec.key == "Images"]
+    assert images.indexes[-1] == config.IndexSpec("by-album", "album_key", "created_at")
+    assert [index.name for index in images.indexes] == [
+        "by-owner",
+        "by-deleted",
+        "by-backup-state",
+        "by-album",
+    ]

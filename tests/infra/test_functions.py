@@ -11,6 +11,7 @@ from tests.infra.support import (
     Template,
     function_by_handler,
     function_env,
+    pixflare_functions,
     props,
     resources,
 )
@@ -22,8 +23,11 @@ HANDLERS = {
     "backup": "lambdas.backup.handler.handler",
     "domain": "lambdas.domain.handler.handler",
     "cron": "lambdas.cron.handler.handler",
+    "ingest": "lambdas.ingest.handler.handler",
+    "api": "lambdas.api.handler.handler",
 }
-TIMEOUTS = {"variant": 30, "backup": 60, "domain": 30, "cron": 300}
+TIMEOUTS = {"variant": 30, "backup": 60, "domain": 30, "cron": 300, "ingest": 30, "api": 10}
+QUEUE_FUNCTIONS = [name for name in HANDLERS if name != "api"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,8 +41,14 @@ def _layer(template: Template, name: str) -> str:
     return matches[0]
 
 
-def test_four_functions(template: Template) -> None:
-    assert len(resources(template, "AWS::Lambda::Function")) == 4
+def test_six_functions_and_the_notifications_provider(template: Template) -> None:
+    assert len(pixflare_functions(template)) == 6
+    # + the CDK's BucketNotificationsHandler (Custom::S3BucketNotifications' provider)
+    assert len(resources(template, "AWS::Lambda::Function")) == 7
+
+
+def test_queues_off_has_neither_api_nor_ingest(queues_off: Template) -> None:
+    assert len(resources(queues_off, "AWS::Lambda::Function")) == 1  # cron only
 
 
 @pytest.mark.parametrize("name", list(HANDLERS))
@@ -57,7 +67,7 @@ def test_function_target(template: Template, name: str) -> None:
 
 def test_timeouts_in_order(template: Template) -> None:
     got = [props(template, function_by_handler(template, HANDLERS[n]))["Timeout"] for n in HANDLERS]
-    assert got == [30, 60, 30, 300]
+    assert got == [30, 60, 30, 300, 30, 10]
 
 
 def test_pillow_layer_on_variant_only_deps_everywhere(template: Template) -> None:
@@ -75,11 +85,8 @@ def test_pillow_layer_on_variant_only_deps_everywhere(template: Template) -> Non
 
 
 def test_code_asset_is_only_the_lambdas_package(template: Template) -> None:
-    paths = {
-        res["Metadata"]["aws:asset:path"]
-        for res in resources(template, "AWS::Lambda::Function").values()
-    }
-    assert len(paths) == 1  # one bundle shared by the four functions
+    paths = {res["Metadata"]["aws:asset:path"] for res in pixflare_functions(template).values()}
+    assert len(paths) == 1  # one bundle shared by the six functions
     bundle = Path(paths.pop())
     assert bundle.is_dir()
     assert ROOT / "layers" / "build" in bundle.parents
@@ -94,8 +101,9 @@ def test_powertools_environment(template: Template, name: str) -> None:
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Pixflare"
     assert env["LOG_LEVEL"] == "INFO"
     assert env["ENABLE_QUEUES"] == "true"
-    assert "QUEUE_URL" in env
-    assert "DLQ_URL" in env
+    queue_fed = name in QUEUE_FUNCTIONS
+    assert ("QUEUE_URL" in env) is queue_fed
+    assert ("DLQ_URL" in env) is queue_fed
 
 
 def _ref_prefix(value: object) -> str:
@@ -137,12 +145,44 @@ def test_resource_environment(template: Template) -> None:
     assert cron["SOFT_DELETE_RETENTION_DAYS"] == "30"
 
 
+def test_ingest_and_api_environment(template: Template) -> None:
+    ingest = function_env(template, function_by_handler(template, HANDLERS["ingest"]))
+    api = function_env(template, function_by_handler(template, HANDLERS["api"]))
+    assert _ref_prefix(ingest["IMAGES_BUCKET"]).startswith("StorageImagesBucket")
+    assert _ref_prefix(ingest["IMAGES_TABLE"]).startswith("StorageImagesTable")
+    assert _ref_prefix(ingest["DESTINATIONS_TABLE"]).startswith("StorageDestinationsTable")
+    assert _ref_prefix(ingest["IDEMPOTENCY_TABLE"]).startswith("StorageIdempotencyTable")
+    assert _ref_prefix(ingest["VARIANT_QUEUE_URL"]).startswith("VariantQueue")
+    assert _ref_prefix(ingest["BACKUP_QUEUE_URL"]).startswith("BackupQueue")
+    assert _ref_prefix(ingest["QUEUE_URL"]).startswith("IngestQueue")
+    assert ingest["INGEST_QUEUE_URL"] == ingest["QUEUE_URL"]
+    assert {"API_KEYS_TABLE", "DOMAINS_TABLE", "BACKUP_KMS_KEY_ID"}.isdisjoint(ingest)
+
+    assert _ref_prefix(api["IMAGES_BUCKET"]).startswith("StorageImagesBucket")
+    assert _ref_prefix(api["IMAGES_TABLE"]).startswith("StorageImagesTable")
+    assert _ref_prefix(api["API_KEYS_TABLE"]).startswith("StorageApiKeysTable")
+    assert not {name for name in api if name.endswith("_QUEUE_URL")}
+    assert {"DESTINATIONS_TABLE", "IDEMPOTENCY_TABLE", "BACKUP_KMS_KEY_ID"}.isdisjoint(api)
+    assert "FRONTEND_ORIGINS" not in api  # empty by default: not rendered
+
+
+def test_api_and_ingest_sizes(template: Template) -> None:
+    api = props(template, function_by_handler(template, HANDLERS["api"]))
+    ingest = props(template, function_by_handler(template, HANDLERS["ingest"]))
+    assert (api["Timeout"], api["MemorySize"]) == (10, 512)
+    assert (ingest["Timeout"], ingest["MemorySize"]) == (30, 256)
+    # No reserved concurrency: on a 10-concurrency account it would starve the mappings.
+    assert "ReservedConcurrentExecutions" not in api
+
+
 def test_context_reaches_environment(custom: Template) -> None:
     variant = function_env(custom, function_by_handler(custom, HANDLERS["variant"]))
     domain = function_env(custom, function_by_handler(custom, HANDLERS["domain"]))
     assert variant["ENABLE_AI_CLASSIFICATION"] == "true"
     assert domain["CUSTOM_DOMAIN_PROVIDER"] == CUSTOM["customDomainProvider"]
     assert domain["DOMAIN_MAX_CHECKS"] == CUSTOM["domainMaxChecks"]
+    api = function_env(custom, function_by_handler(custom, HANDLERS["api"]))
+    assert api["FRONTEND_ORIGINS"] == CUSTOM["frontendOrigins"]
     secret = _ref_prefix(domain["CLOUDFLARE_API_TOKEN_SECRET_ARN"])
     assert custom["Resources"][secret]["Type"] == "AWS::SecretsManager::Secret"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from lambdas.shared.keys import VARIANT_NAMES
 from tests.infra.support import (
     Template,
     actions,
@@ -11,6 +14,7 @@ from tests.infra.support import (
     function_by_handler,
     props,
     refs,
+    resources,
     role_of,
     role_statements,
     single,
@@ -24,6 +28,8 @@ HANDLERS = {
     "backup": "lambdas.backup.handler.handler",
     "domain": "lambdas.domain.handler.handler",
     "cron": "lambdas.cron.handler.handler",
+    "ingest": "lambdas.ingest.handler.handler",
+    "api": "lambdas.api.handler.handler",
 }
 TABLE = "AWS::DynamoDB::Table"
 DDB_WRITES = {
@@ -49,6 +55,7 @@ def _ids(template: Template) -> dict[str, str]:
         "stats": single(template, TABLE, "StorageStatsTable"),
         "destinations": single(template, TABLE, "StorageDestinationsTable"),
         "idempotency": single(template, TABLE, "StorageIdempotencyTable"),
+        "api_keys": single(template, TABLE, "StorageApiKeysTable"),
         "key": single(template, "AWS::KMS::Key", "StorageBackupKey"),
     }
 
@@ -159,9 +166,15 @@ def test_cron_boundaries(template: Template) -> None:
     assert env["IDEMPOTENCY_TABLE"] == {"Ref": ids["idempotency"]}
 
 
-@pytest.mark.parametrize("name", ["variant", "backup", "domain", "cron"])
+@pytest.mark.parametrize("name", ["variant", "backup", "domain", "cron", "ingest"])
 def test_worker_can_send_to_dlq_and_change_visibility(template: Template, name: str) -> None:
-    prefix = {"variant": "Variant", "backup": "Backup", "domain": "Domain", "cron": "SchedulesCron"}
+    prefix = {
+        "variant": "Variant",
+        "backup": "Backup",
+        "domain": "Domain",
+        "cron": "SchedulesCron",
+        "ingest": "Ingest",
+    }
     st = _statements(template, name)
     dlq = single(template, "AWS::SQS::Queue", f"{prefix[name]}Dlq")
     queue = single(template, "AWS::SQS::Queue", f"{prefix[name]}Queue")
@@ -183,3 +196,97 @@ def test_queues_off_cron_has_no_backup_queue(queues_off: Template) -> None:
     }
     assert sent_to
     assert all(lid.startswith("SchedulesCron") for lid in sent_to)
+
+
+def _object_patterns(statements: list[dict], bucket: str, action: str) -> set[str]:
+    """What ``action`` may reach in the bucket: "" for the bucket's own ARN, else the
+    key pattern after it ("/*/original"); statements granting it on anything else fail."""
+    found: set[str] = set()
+    for st in statements:
+        if action not in as_list(st["Action"]):
+            continue
+        for resource in as_list(st["Resource"]):
+            if resource == {"Fn::GetAtt": [bucket, "Arn"]}:
+                found.add("")
+                continue
+            parts = resource["Fn::Join"][1]
+            assert parts[0] == {"Fn::GetAtt": [bucket, "Arn"]}, (action, resource)
+            found.add("".join(parts[1:]))
+    return found
+
+
+def _sent_to(template: Template, statements: list[dict[str, Any]]) -> set[str]:
+    queues = set(resources(template, "AWS::SQS::Queue"))
+    return {
+        lid
+        for st in statements
+        if "sqs:SendMessage" in as_list(st["Action"])
+        for lid in refs(st["Resource"]) & queues
+    }
+
+
+def test_api_boundaries(template: Template) -> None:
+    ids = _ids(template)
+    st = _statements(template, "api")
+    bucket = ids["bucket"]
+    # Presigned POSTs (signed by this role) can only ever write an original...
+    assert _object_patterns(st, bucket, "s3:PutObject") == {"/*/original"}
+    # ...presigned GETs only ever read a variant, never an original.
+    assert _object_patterns(st, bucket, "s3:GetObject*") == {""} | {
+        f"/*/{name}" for name in VARIANT_NAMES
+    }
+    every = actions(st)
+    assert not any(a.startswith("s3:DeleteObject") for a in every)
+    assert not any(a.startswith(("sqs:", "kms:", "secretsmanager:", "rekognition:")) for a in every)
+    assert DDB_WRITES & _actions_on(st, ids["images"])  # reservations
+    on_keys = _actions_on(st, ids["api_keys"])
+    assert "dynamodb:GetItem" in on_keys and "dynamodb:Query" in on_keys
+    assert not on_keys & DDB_WRITES
+    touched = refs([s["Resource"] for s in st])
+    for other in ("domains", "stats", "destinations", "idempotency", "key"):
+        assert ids[other] not in touched, other
+    assert _sent_to(template, st) == set()
+
+
+def test_ingest_boundaries(template: Template) -> None:
+    ids = _ids(template)
+    st = _statements(template, "ingest")
+    bucket = ids["bucket"]
+    assert _object_patterns(st, bucket, "s3:GetObject*") == {"", "/*/original"}
+    assert _object_patterns(st, bucket, "s3:DeleteObject*") == {"/*/original"}
+    every = actions(st)
+    assert not any(a.startswith(("s3:PutObject", "s3:Abort")) for a in every)
+    assert not any(a.startswith(("kms:", "secretsmanager:", "rekognition:")) for a in every)
+    # The variant and backup queues, and its own DLQ (invalid messages), nothing else.
+    variant = single(template, "AWS::SQS::Queue", "VariantQueue")
+    backup = single(template, "AWS::SQS::Queue", "BackupQueue")
+    own_dlq = single(template, "AWS::SQS::Queue", "IngestDlq")
+    assert _sent_to(template, st) == {variant, backup, own_dlq}
+    assert DDB_WRITES & _actions_on(st, ids["images"])
+    assert DDB_WRITES & _actions_on(st, ids["idempotency"])
+    destinations = _actions_on(st, ids["destinations"])
+    assert "dynamodb:GetItem" in destinations and not destinations & DDB_WRITES
+    touched = refs([s["Resource"] for s in st])
+    for other in ("domains", "stats", "api_keys", "key"):
+        assert ids[other] not in touched, other
+
+
+def test_only_the_api_reaches_the_api_keys_table(template: Template) -> None:
+    table = _ids(template)["api_keys"]
+    api_role = role_of(template, function_by_handler(template, HANDLERS["api"]))
+    reaching = {
+        role
+        for role in resources(template, "AWS::IAM::Role")
+        if table in refs([st.get("Resource") for st in role_statements(template, role)])
+    }
+    assert reaching == {api_role}
+
+
+def test_queues_off_has_no_api_and_no_ingest(queues_off: Template) -> None:
+    handlers = {
+        res["Properties"].get("Handler")
+        for res in resources(queues_off, "AWS::Lambda::Function").values()
+    }
+    assert handlers == {HANDLERS["cron"]}
+    for kind in ("AWS::ApiGatewayV2::Api", "Custom::S3BucketNotifications"):
+        assert not resources(queues_off, kind), kind

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from infra.config import WORKERS
+from infra.config import API, CRON, WORKERS
 from layers import build
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ EM_AARCH64 = 183
 PYTHON_312_MAGIC = (3531).to_bytes(2, "little") + b"\r\n"
 PYC_HASH_BASED = 0b01
 PYC_CHECK_SOURCE = 0b10
-HANDLERS = [spec.handler for spec in WORKERS] + ["lambdas.cron.handler.handler"]
+HANDLERS = [spec.handler for spec in (*WORKERS, CRON, API)]
 
 
 def _elf_machine(path: Path) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from tests.infra.support import (
     actions,
     as_list,
     function_by_handler,
+    pixflare_functions,
     props,
     queue_by_name,
     refs,
@@ -68,12 +69,15 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_alarm_count(name: str, request: pytest.FixtureRequest) -> None:
     """3 per queue function (DLQ depth, oldest message, errors), the EventBridge DLQ,
-    the cron on-failure queue, and ProviderNotConfigured with Cloudflare."""
+    the cron on-failure queue, ProviderNotConfigured with Cloudflare, and with queues
+    the API function's errors and the HTTP API's 5xx."""
     template: Template = request.getfixturevalue(name)
     workers = _queue_functions(template)
     cloudflare = 1 if name == "custom" else 0
-    assert len(_alarms(template)) == 3 * workers + 2 + cloudflare
-    expected = {"template": 14, "queues_off": 5, "custom": 15}  # 4 functions / only cron
+    api = 0 if name == "queues_off" else 2
+    assert len(_alarms(template)) == 3 * workers + 2 + cloudflare + api
+    # 5 queue functions / only cron
+    expected = {"template": 19, "queues_off": 5, "custom": 20}
     if name in expected:
         assert len(_alarms(template)) == expected[name]
 
@@ -242,7 +246,7 @@ def test_dashboard_covers_queues_functions_and_daily_jobs(template: Template) ->
     body = _dashboard_body(template)
     for lid in resources(template, "AWS::SQS::Queue"):
         assert lid in body, f"queue {lid} not on the dashboard"
-    for fn in resources(template, "AWS::Lambda::Function"):
+    for fn in pixflare_functions(template):
         for metric in ("Errors", "Throttles", "Duration"):
             assert f'["AWS/Lambda","{metric}","FunctionName","{{"Ref": "{fn}"}}"' in body, (
                 fn,
@@ -259,3 +263,20 @@ def test_dashboard_covers_queues_functions_and_daily_jobs(template: Template) ->
             assert f'["Pixflare","{metric}","job","{job}","service","cron"' in body
     for alarm in _alarms(template):
         assert alarm in body  # the alarm status widget lists every alarm
+
+
+def test_api_alarms(template: Template) -> None:
+    api_fn = function_by_handler(template, "lambdas.api.handler.handler")
+    api = single(template, "AWS::ApiGatewayV2::Api", "HttpApi")
+    alarms = list(_alarms(template).values())
+    (errors,) = [
+        a
+        for a in alarms
+        if a["MetricName"] == "Errors" and a["Dimensions"][0]["Value"] == {"Ref": api_fn}
+    ]
+    assert (errors["Threshold"], errors["Period"]) == (0, 300)
+    (server,) = [a for a in alarms if a["MetricName"] == "5xx"]
+    assert server["Namespace"] == "AWS/ApiGateway"
+    assert server["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": api}}]
+    assert (server["Statistic"], server["Period"], server["Threshold"]) == ("Sum", 300, 0)
+    assert '"AWS/ApiGateway","Count","ApiId"' in _dashboard_body(template)

@@ -27,7 +27,10 @@ WORKERS = [
     ("variant", "lambdas.variant.handler.handler", 5, 30),
     ("backup", "lambdas.backup.handler.handler", 10, 60),
     ("domain", "lambdas.domain.handler.handler", 5, 30),
+    ("ingest", "lambdas.ingest.handler.handler", 10, 30),
 ]
+# MaximumBatchingWindowInSeconds (0: not set): ingest has none, users wait for it.
+BATCHING_WINDOW = {"variant": 1, "backup": 1, "domain": 1, "ingest": 0}
 CRON_HANDLER = "lambdas.cron.handler.handler"
 
 
@@ -39,12 +42,12 @@ def test_exact_queue_inventory(template: Template) -> None:
     worker_sources = {f"{STACK}-{key}" for key, *_ in WORKERS}
     worker_dlqs = {f"{STACK}-{key}-dlq" for key, *_ in WORKERS}
     cron = {f"{STACK}-cron", f"{STACK}-cron-dlq", f"{STACK}-cron-failed"}
-    assert len(worker_sources) == 3
-    assert len(worker_dlqs) == 3
-    # 3 worker queues + 3 worker DLQs + cron continuation queue + its DLQ + the cron
-    # function's on-failure queue + the EventBridge targets' DLQ (unnamed) = 10.
+    assert len(worker_sources) == 4
+    assert len(worker_dlqs) == 4
+    # 4 worker queues + 4 worker DLQs + cron continuation queue + its DLQ + the cron
+    # function's on-failure queue + the EventBridge targets' DLQ (unnamed) = 12.
     assert names == worker_sources | worker_dlqs | cron | {None}
-    assert len(resources(template, "AWS::SQS::Queue")) == 10
+    assert len(resources(template, "AWS::SQS::Queue")) == 12
 
 
 def test_events_dlq_is_separate_and_unnamed(template: Template) -> None:
@@ -59,7 +62,7 @@ def test_events_dlq_is_separate_and_unnamed(template: Template) -> None:
     assert props(template, unnamed[0])["SqsManagedSseEnabled"] is True
 
 
-@pytest.mark.parametrize("key", ["variant", "backup", "domain", "cron"])
+@pytest.mark.parametrize("key", ["variant", "backup", "domain", "ingest", "cron"])
 def test_redrive_to_own_dlq(template: Template, key: str) -> None:
     source = queue_by_name(template, f"{STACK}-{key}")
     dlq = queue_by_name(template, f"{STACK}-{key}-dlq")
@@ -71,7 +74,7 @@ def test_redrive_to_own_dlq(template: Template, key: str) -> None:
     assert "RedrivePolicy" not in props(template, dlq)
 
 
-@pytest.mark.parametrize("key", ["variant", "backup", "domain", "cron"])
+@pytest.mark.parametrize("key", ["variant", "backup", "domain", "ingest", "cron"])
 def test_dlq_redrive_allow_policy_names_its_source(template: Template, key: str) -> None:
     dlq = queue_by_name(template, f"{STACK}-{key}-dlq")
     allow = props(template, dlq)["RedriveAllowPolicy"]
@@ -107,7 +110,7 @@ def test_worker_mapping_numbers(
     assert mapping["BatchSize"] == batch
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= 10
-    assert 1 <= mapping["MaximumBatchingWindowInSeconds"] <= 2
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == BATCHING_WINDOW[key]
     assert props(template, fn)["Timeout"] == timeout
     assert props(template, queue)["VisibilityTimeout"] == 6 * timeout
 
@@ -117,7 +120,7 @@ def test_batch_sizes_in_order(template: Template) -> None:
         mapping_for(template, function_by_handler(template, handler))["BatchSize"]
         for _, handler, _, _ in WORKERS
     ]
-    assert sizes == [5, 10, 5]
+    assert sizes == [5, 10, 5, 10]
 
 
 def test_cron_continuation_queue_mapping(template: Template) -> None:
@@ -134,7 +137,7 @@ def test_cron_continuation_queue_mapping(template: Template) -> None:
 
 def test_every_mapping_visibility_is_six_times_timeout(template: Template) -> None:
     mappings = resources(template, "AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 4
+    assert len(mappings) == 5
     for res in mappings.values():
         mapping = res["Properties"]
         fn = mapping["FunctionName"]["Ref"]
@@ -169,11 +172,17 @@ def _concurrency(template: Template) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("fixture", "context", "expected"),
     [
-        # budget 10 (the default): 2 each + 1 for the scheduled runs, the 1 left to variant
-        ("template", DEFAULT, {"variant": 3, "backup": 2, "domain": 2, "cron": 2}),
-        # budget 20: 11 spare shared 3:2:1 (largest remainders first)
-        ("named", NAMED, {"variant": 7, "backup": 6, "domain": 4, "cron": 2}),
-        ("domains_off", DOMAINS_OFF, {"variant": 4, "backup": 3, "cron": 2}),
+        # budget 12 (five mappings need 11): 2 each + 1 for the scheduled runs, the 1
+        # left to variant
+        (
+            "template",
+            DEFAULT,
+            {"variant": 3, "backup": 2, "domain": 2, "ingest": 2, "cron": 2},
+        ),
+        # budget 20: 9 spare shared 3:2:1:1 (largest remainders first)
+        ("named", NAMED, {"variant": 6, "backup": 5, "domain": 3, "ingest": 3, "cron": 2}),
+        # budget 10 (the default), no custom domains: 4 mappings, the 1 left to variant
+        ("domains_off", DOMAINS_OFF, {"variant": 3, "backup": 2, "ingest": 2, "cron": 2}),
         ("queues_off", QUEUES_OFF, {"cron": 2}),
     ],
 )
@@ -201,7 +210,7 @@ def test_without_a_cname_target_custom_domains_are_left_out(domains_off: Templat
         for res in resources(domains_off, "AWS::Lambda::Function").values()
     }
     assert "lambdas.domain.handler.handler" not in handlers
-    assert len(resources(domains_off, "AWS::Lambda::EventSourceMapping")) == 3
+    assert len(resources(domains_off, "AWS::Lambda::EventSourceMapping")) == 4
 
 
 def test_leaving_custom_domains_out_says_so() -> None:
@@ -223,7 +232,7 @@ def test_a_named_stack_prefixes_every_named_resource(named: Template) -> None:
     queues = {
         res["Properties"].get("QueueName") for res in resources(named, "AWS::SQS::Queue").values()
     }
-    keys = ["variant", "backup", "domain", "cron"]
+    keys = ["variant", "backup", "domain", "ingest", "cron"]
     assert queues == {f"{name}-{k}" for k in keys} | {f"{name}-{k}-dlq" for k in keys} | {
         f"{name}-cron-failed",
         None,

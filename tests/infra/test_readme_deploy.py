@@ -63,10 +63,14 @@ def test_the_readme_deploy_command_synthesizes_with_the_cdk_cli(tmp_path: Path) 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     template = json.loads((tmp_path / "PixflareJobs.template.json").read_text())
     kinds = [r["Type"] for r in template["Resources"].values()]
-    assert kinds.count("AWS::Lambda::Function") >= 4
+    assert kinds.count("AWS::Lambda::Function") >= 6  # + CDK's notifications provider
+    assert kinds.count("AWS::ApiGatewayV2::Api") == 1
     mappings = [
         r["Properties"] for r in template["Resources"].values()
         if r["Type"] == "AWS::Lambda::EventSourceMapping"
     ]  # fmt: skip
-    assert len(mappings) == 4
-    assert sum(m["ScalingConfig"]["MaximumConcurrency"] for m in mappings) <= 10
+    # variant, backup, domain (a CNAME target is given), ingest, cron
+    assert len(mappings) == 5
+    (budget,) = [a.split("=", 1)[1] for a in command if a.startswith("concurrencyBudget=")]
+    # The mappings and the daily jobs' scheduled run fit the budget the command gives.
+    assert sum(m["ScalingConfig"]["MaximumConcurrency"] for m in mappings) + 1 <= int(budget)

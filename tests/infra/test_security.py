@@ -62,6 +62,17 @@ REACH = {
         },
         "key": True,
     },
+    "lambdas.ingest.handler.handler": {
+        # Its own queue and DLQ; sends variant and backup jobs.
+        "queues": {"IngestQueue", "IngestDlq", "VariantQueue", "BackupQueue"},
+        "tables": {"StorageImagesTable", "StorageDestinationsTable", "StorageIdempotencyTable"},
+        "key": False,
+    },
+    "lambdas.api.handler.handler": {
+        "queues": set(),
+        "tables": {"StorageImagesTable", "StorageApiKeysTable"},
+        "key": False,
+    },
 }
 
 
@@ -195,8 +206,12 @@ def test_encryption_and_tls_everywhere(template: Template) -> None:
         assert key["Properties"]["EnableKeyRotation"] is True, lid
 
 
-def test_no_role_reaches_the_api_keys_table_yet(template: Template) -> None:
-    """The HTTP API that will read it is still to come (docs/internals.md, api_keys)."""
-    statements = [st for _, st in all_identity_statements(template)]
-    reached = _reached(statements, "dynamodb")
-    assert reached and not {lid for lid in reached if lid.startswith("StorageApiKeysTable")}
+def test_only_the_api_role_reaches_the_api_keys_table(template: Template) -> None:
+    """docs/internals.md, api_keys: the API function authenticates keys; nothing else reads."""
+    api_role = role_of(template, function_by_handler(template, "lambdas.api.handler.handler"))
+    reaching = set()
+    for res in resources(template, "AWS::IAM::Policy").values():
+        statements = res["Properties"]["PolicyDocument"]["Statement"]
+        if any(t.startswith("StorageApiKeysTable") for t in _reached(statements, "dynamodb")):
+            reaching |= refs(res["Properties"]["Roles"])
+    assert reaching == {api_role}

@@ -19,6 +19,8 @@ TABLES = {
             "by-owner": [("owner", "HASH"), ("created_at", "RANGE")],
             "by-deleted": [("deleted_pk", "HASH"), ("deleted_at", "RANGE")],
             "by-backup-state": [("backup_state", "HASH"), ("backup_state_at", "RANGE")],
+            # The HTTP API's album listing; CloudFormation adds one GSI per table update.
+            "by-album": [("album_key", "HASH"), ("created_at", "RANGE")],
         },
         None,
     ),

@@ -52,7 +52,9 @@ def test_a_synth_without_the_index_is_one_line_and_exit_1(
     offline: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        synth.main(["-c", "customDomainFallbackCname=images.example.com"])
+        synth.main(
+            ["-c", "customDomainFallbackCname=images.example.com", "-c", "concurrencyBudget=12"]
+        )
     assert exited.value.code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
