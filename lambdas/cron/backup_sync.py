@@ -13,6 +13,12 @@ index, a page of one owner at a time):
   Each record update is conditional on the state read, so a backup job finishing
   meanwhile is never overwritten. A destination that fails to answer ends that
   owner's verification for this run (its images stay first in line for the next).
+
+Before either, the owner's endpoint goes through the same policy as the backup
+function (lambdas/shared/endpoint_policy.py), now: a destination it refuses (saved
+before the policy existed, edited by hand, or a name that now resolves to a private
+address) gets nothing queued and nothing verified, the refusal is logged with its
+reason and counted (``refused``, and the BackupDestinationRefused metric).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from lambdas.backup.pipeline import META_SHA256, META_SIZE
-from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.backup.pipeline import DESTINATION_REFUSED_METRIC, META_SHA256, META_SIZE
+from lambdas.backup.remote import REMOTE_TIMEOUTS, check_endpoint, remote_client
 from lambdas.cron.batch import enqueue_backup_jobs
 from lambdas.cron.runner import JobName, StepResult
 from lambdas.shared import aws
@@ -31,6 +39,7 @@ from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import Deadline
 from lambdas.shared.destinations import Destination, DestinationRepository, decrypt_credentials
+from lambdas.shared.endpoint_policy import EndpointPolicy, EndpointRefusedError
 from lambdas.shared.errors import (
     ConditionFailedError,
     NotFoundError,
@@ -39,7 +48,7 @@ from lambdas.shared.errors import (
 )
 from lambdas.shared.images import BackupStatus, ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
-from lambdas.shared.observability import logger
+from lambdas.shared.observability import logger, metrics
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -108,6 +117,7 @@ class OwnerOutcome:
     verified_ok: int = 0
     requeued: int = 0
     verify_errors: int = 0
+    refused: int = 0
 
 
 class BackupSyncJob:
@@ -125,6 +135,7 @@ class BackupSyncJob:
         self.images = ImageRepository(settings.require("images_table"))
         self.destinations = DestinationRepository(settings.require("destinations_table"))
         self.deadline = deadline
+        self.policy = EndpointPolicy.from_settings(settings)
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:
         owners, last_key = self.destinations.owners(limit=1, start_key=cursor.get("start"))
@@ -135,12 +146,20 @@ class BackupSyncJob:
             counts["verified_ok"] = counts.get("verified_ok", 0) + outcome.verified_ok
             counts["requeued"] = counts.get("requeued", 0) + outcome.requeued
             counts["verify_errors"] = counts.get("verify_errors", 0) + outcome.verify_errors
+            if outcome.refused:
+                counts["refused"] = counts.get("refused", 0) + outcome.refused
         return StepResult({"start": last_key} if last_key else None, counts)
 
     def sync_owner(self, owner: str) -> OwnerOutcome:
         outcome = OwnerOutcome()
         if not self.settings.enable_queues:
             return outcome  # nothing could carry the uploads
+        destination = self.destinations.get(owner)
+        if destination is None:
+            return outcome  # removed since its page was read
+        if self.refused(destination):
+            outcome.refused = 1
+            return outcome
         limit = self.settings.backup_sync_limit
         due = oldest_first(
             self.in_state(owner, "pending", limit), self.in_state(owner, "failed", limit), limit
@@ -148,18 +167,31 @@ class BackupSyncJob:
         jobs = upload_jobs([entry.record for entry in due], self.now)
         outcome.queued = enqueue_backup_jobs(self.settings, jobs)
         if self.settings.backup_verify_sample > 0:
-            self.verify_owner(owner, outcome)
+            self.verify_owner(destination, outcome)
         return outcome
 
-    def verify_owner(self, owner: str, outcome: OwnerOutcome) -> None:
+    def refused(self, destination: Destination) -> bool:
+        """The endpoint policy's verdict on the destination, now (logged and counted)."""
+        try:
+            check_endpoint(destination, self.policy)
+        except EndpointRefusedError as err:
+            metrics.add_metric(name=DESTINATION_REFUSED_METRIC, unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "backup destination refused: nothing queued or verified",
+                extra={"owner": destination.owner, "reason": err.reason, "outcome": "refused"},
+            )
+            return True
+        except PixflareError:
+            return False  # does not resolve now: the uploads retry, verification says why
+        return False
+
+    def verify_owner(self, destination: Destination, outcome: OwnerOutcome) -> None:
+        owner = destination.owner
         sample = self.in_state(owner, "synced", self.settings.backup_verify_sample)
         if not sample:
             return
-        destination = self.destinations.get(owner)
-        if destination is None:
-            return
         try:
-            target = remote_client(destination, decrypt_credentials(destination))
+            target = remote_client(destination, decrypt_credentials(destination), self.policy)
         except PixflareError as err:
             outcome.verify_errors += 1
             logger.warning(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from lambdas.cron.analytics import AnalyticsJob
@@ -27,12 +27,20 @@ class UnknownJobError(PermanentError):
 
 
 def build_job(
-    name: str, settings: Settings, now: datetime, budget: Budget | None = None
+    name: str,
+    settings: Settings,
+    now: datetime,
+    budget: Budget | None = None,
+    *,
+    day: date | None = None,
 ) -> CronJob:
+    """``day``: analytics only, the day to roll up (default: the day before ``now``)."""
+    if day is not None and name != "analytics":
+        raise PermanentError(f"a day applies to analytics only, not {name}")
     if name == "cleanup":
         return CleanupJob(settings, now)
     if name == "analytics":
-        return AnalyticsJob(settings, now)
+        return AnalyticsJob(settings, now, day=day)
     if name == "backup-sync":
         # Its remote HEADs check the clock themselves: a slow destination is slow per call.
         return BackupSyncJob(settings, now, deadline=budget.deadline if budget else Deadline.none)
@@ -60,6 +68,12 @@ def run_in_lambda(
     )
 
 
-def run_to_completion(name: str, settings: Settings, now: datetime) -> RunReport:
+def run_to_completion(
+    name: str, settings: Settings, now: datetime, *, day: date | None = None
+) -> RunReport:
     """No deadline (the CLI): every step in this process, bounded by the step limit."""
-    return run_job(build_job(name, settings, now), now=now, budget=Budget(None))
+    job = build_job(name, settings, now, day=day)
+    report = run_job(job, now=now, budget=Budget(None))
+    if isinstance(job, AnalyticsJob):
+        report.day = job.day.isoformat()
+    return report

@@ -60,11 +60,14 @@ class RunReport:
     counts: Counter[str] = field(default_factory=Counter)
     cursor: dict[str, Any] | None = None
     continuation_message_id: str | None = None
+    # analytics: the day it rolled up (the day before `now` unless asked for another).
+    day: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.job,
             "now": self.now,
+            **({"day": self.day} if self.day else {}),
             "done": self.done,
             "steps": self.steps,
             "counts": dict(sorted(self.counts.items())),
