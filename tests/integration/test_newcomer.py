@@ -22,7 +22,7 @@ PIXFLARE = Path(sys.executable).with_name("pixflare")
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     environment.update(env or {})
-    return subprocess.run(  # noqa: S603  (the project's own console script)
+    return subprocess.run(
         [str(PIXFLARE), *args],
         capture_output=True,
         text=True,
