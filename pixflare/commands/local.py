@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
         "synthesized CDK template (or --template FILE), runs each of the template's "
         "functions from its deployment artifacts (code asset and layers, CPython 3.12 "
         "processes under the Lambda Runtime Interface Client) behind their event source "
-        "mappings and schedules, and prints a line containing 'ready'. Function logs and "
+        "mappings and schedules, serves the template's HTTP API on another loopback port "
+        "(payload format 2.0 events, through the same environments; the page at /), and "
+        "prints a line containing 'ready', then 'api: URL'. Function logs and "
         "Lambda's REPORT lines follow. Ctrl-C or SIGTERM stops it; state is kept in memory "
         "only. With --json, everything else goes to stderr and, when it stops, stdout gets "
         "one JSON document: each function's invocations, cold starts, Init Duration, "
@@ -35,6 +37,13 @@ def register(subparsers: Any) -> None:
         "--port",
         type=int,
         help=f"port on 127.0.0.1 (default {DEFAULT_PORT}, or a free one if that is taken)",
+    )
+    up.add_argument(
+        "--api-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="port on 127.0.0.1 for the HTTP API and the page (default: a free one)",
     )
     up.add_argument("--template", metavar="FILE", help="a synthesized template (JSON)")
     up.add_argument(
@@ -80,6 +89,8 @@ def load_template(path: str) -> dict[str, Any]:
 def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CommandError("--port must be between 0 and 65535")
+    if not 0 <= args.api_port <= 65535:
+        raise CommandError("--api-port must be between 0 and 65535")
     port = args.port
     if port is None:
         port = DEFAULT_PORT if port_is_free("127.0.0.1", DEFAULT_PORT) else 0
@@ -103,6 +114,7 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
         context=context or None,
         out=out,
         account_concurrency=args.account_concurrency,
+        api_port=args.api_port,
     )
     try:
         try:
@@ -124,6 +136,7 @@ def run_up(args: argparse.Namespace, ctx: CommandContext) -> int:
             {
                 "stackName": stack.stack_name,
                 "endpoint": stack.endpoint,
+                "apiUrl": stack.api_url or None,
                 "functions": stack.function_reports(),
             }
         )

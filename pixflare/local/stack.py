@@ -7,6 +7,10 @@ own under the Lambda Runtime Interface Client, as Lambda runs it.
         print(stack.endpoint)          # http://127.0.0.1:PORT
         stack.outputs["VariantQueueUrl"]
 
+The template's HTTP API, if any, is served on another loopback port
+(``stack.api_url``, pixflare.local.http_api), payload format 2.0 events through the
+API function's execution environments, with the page at ``/``.
+
 State lives in memory and starts empty each time. The stack publishes the outputs
 of its template as a JSON document in a well-known bucket on the same endpoint
 (``s3://pixflare-local-stack/stacks/{name}/outputs.json``), so `pixflare --endpoint
@@ -40,6 +44,7 @@ from pixflare.local.functions import (
     LocalFunction,
     function_environment,
 )
+from pixflare.local.http_api import HttpApiServer
 from pixflare.local.pollers import QueuePoller
 from pixflare.local.scheduler import RuleScheduler, ScheduledRun, parse_rule_schedule
 from pixflare.local.synth import SynthError, synthesize_template
@@ -135,8 +140,11 @@ class LocalStack:
         run_schedules: bool = True,
         function_endpoint: str | None = None,
         account_concurrency: int | None = None,
+        api_port: int = 0,
     ) -> None:
         self.port = port
+        # The HTTP API's port on the host (0: a free one).
+        self.api_port = api_port
         self.host = host
         self.template = dict(template) if template is not None else None
         # The environment the workers' runtime settings come from (the shell's by default).
@@ -168,6 +176,9 @@ class LocalStack:
         self.provisioner: Provisioner | None = None
         self._stop = threading.Event()
         self._server: Any = None
+        # Each HTTP API's server, by the API's logical id, bound while the template is
+        # read (its ApiEndpoint names it) and serving once the functions exist.
+        self.http_apis: dict[str, HttpApiServer] = {}
         self._log_stream: IO[str] | None = None
         self._log_lock = threading.Lock()
         self._errors_lock = threading.Lock()
@@ -185,10 +196,13 @@ class LocalStack:
             template = self.template if self.template is not None else synthesize(self.context)
             self._provision(template)
             self._start_runtime()
+            self._start_http_apis()
         except BaseException:
             self.stop()
             raise
         self._say(f"ready: {self.endpoint}")
+        if self.api_url:
+            self._say(f"api: {self.api_url}")
         self._say(
             f"  export AWS_ENDPOINT_URL={self.endpoint}  "
             f"# then: pixflare upload photo.jpg --owner me --album trip --wait 30"
@@ -205,6 +219,8 @@ class LocalStack:
             poller.join(STOP_GRACE_SECONDS)
         if self.scheduler is not None:
             self.scheduler.join(STOP_GRACE_SECONDS)
+        for api in self.http_apis.values():
+            api.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -248,9 +264,29 @@ class LocalStack:
             ),
         )
 
+    @property
+    def api_url(self) -> str:
+        """The URL the template's HTTP API is served at ("" when it has none)."""
+        for server in self.http_apis.values():
+            return server.url
+        return ""
+
+    def _bind_http_api(self, logical_id: str) -> str:
+        """The loopback server for one of the template's HTTP APIs: its ApiEndpoint."""
+        if logical_id not in self.http_apis:
+            port = 0 if self.http_apis else self.api_port
+            if port and not port_is_free(self.host, port):
+                raise LocalStackError(f"port {port} on {self.host} is in use; pass --api-port N")
+            self.http_apis[logical_id] = HttpApiServer(port)
+        return self.http_apis[logical_id].url
+
     def _provision(self, template: Mapping[str, Any]) -> None:
         provisioner = Provisioner(
-            template, clients=self.client, stack_name=self.stack_name, region=self.region
+            template,
+            clients=self.client,
+            stack_name=self.stack_name,
+            region=self.region,
+            api_endpoint=self._bind_http_api,
         )
         self.not_created = dict(sorted(provisioner.not_created().items()))
         if self.not_created:
@@ -383,6 +419,28 @@ class LocalStack:
             for rule, at in self.scheduler.next_runs():
                 self._say(f"schedule {rule.schedule_expression}: next run {at:%Y-%m-%d %H:%M} UTC")
             self.scheduler.start()
+
+    def _start_http_apis(self) -> None:
+        provisioner = self.provisioner
+        assert provisioner is not None
+        for spec in provisioner.http_apis:
+            server = self.http_apis[spec.logical_id]
+            server.serve(spec, self.functions)
+            functions = sorted({self.functions[r.function].name for r in spec.routes})
+            throttle = (
+                f", throttled at {spec.throttle.rate_limit:g}/s burst {spec.throttle.burst_limit}"
+                if spec.throttle
+                else ""
+            )
+            cors = (
+                f", CORS for {', '.join(spec.cors.allow_origins)}"
+                if spec.cors and spec.cors.allow_origins
+                else ""
+            )
+            self._say(
+                f"http api {spec.name}: {len(spec.routes)} routes to "
+                f"{', '.join(functions) or 'no function'}{throttle}{cors}"
+            )
 
     # -- reporting -----------------------------------------------------------------
     def _function_log(self, line: str) -> None:
