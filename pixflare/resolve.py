@@ -47,6 +47,7 @@ OUTPUT_VARIABLES: dict[str, str] = {
     "BackupQueueUrl": "BACKUP_QUEUE_URL",
     "DomainQueueUrl": "DOMAIN_QUEUE_URL",
     "CronQueueUrl": "CRON_QUEUE_URL",
+    "IngestQueueUrl": "INGEST_QUEUE_URL",
 }
 
 

@@ -282,6 +282,9 @@ class Settings(BaseSettings):
     cron_queue_url: str = setting(
         "", "CRON_QUEUE_URL", "the cron continuation queue", resource=True
     )
+    ingest_queue_url: str = setting(
+        "", "INGEST_QUEUE_URL", "the ingest queue (S3 writes to it)", resource=True
+    )
     queue_url: str = setting("", "QUEUE_URL", "the function's own queue", resource=True)
     dlq_url: str = setting("", "DLQ_URL", "the function's own queue's DLQ", resource=True)
     backup_kms_key_id: str = setting(

@@ -289,22 +289,26 @@ class Demo:
             image_id = uploaded["imageId"]
             self.say(f"   S3 reads of {key} fail (simulated outage)")
 
-            def in_dlq() -> bool:
-                listed = self.cli("dlq", "list")
-                variant = next((q for q in listed if q["queue"] == "variant"), None)
-                return bool(variant and variant["depth"] >= 1)
+            # Both functions that read the original fail: the variant job, and the
+            # ingest of the S3 event its upload caused (the upload command ingested it
+            # itself, so the image is recorded; the event's retries still hit the outage).
+            def in_dlqs() -> bool:
+                depths = {q["queue"]: q["depth"] for q in self.cli("dlq", "list")}
+                return all(depths.get(name, 0) >= 1 for name in ("variant", "ingest"))
 
-            self.wait_for("the job reaching the DLQ", in_dlq)
-        failures = self.proxy.injected["s3.GetObject"]
-        self.say(f"   in the DLQ after {failures} failed attempts; outage over")
-        redriven = self.cli("dlq", "redrive", "variant")
-        self.say(f"   redrive: {redriven}")
+            self.wait_for("the jobs reaching their DLQs", in_dlqs)
+        failures = self.proxy.injected["s3.GetObject"] + self.proxy.injected["s3.HeadObject"]
+        self.say(f"   in the variant and ingest DLQs after {failures} failed reads; outage over")
+        for name in ("variant", "ingest"):
+            redriven = self.cli("dlq", "redrive", name)
+            moved = redriven.get("moved", "all")
+            self.say(f"   redrive {name}: {moved} message(s) back ({redriven['method']})")
 
         def ready() -> bool:
             return bool(self.cli("status", image_id)["variants_status"] == "ready")
 
         self.wait_for("the redriven job", ready)
-        return f"poison job failed {failures} times, reached the DLQ, was redriven and finished"
+        return f"poison job failed {failures} reads, reached the DLQs, was redriven and finished"
 
     def summary(self) -> int:
         self.say("\n== summary")
@@ -349,7 +353,7 @@ class ObjectOutage:
     kind: tuple[str, int, str] = ("InternalError", 500, "simulated outage")
 
     def matches(self, service: str, operation: str) -> bool:
-        return (service, operation) == ("s3", "GetObject")
+        return service == "s3" and operation in ("GetObject", "HeadObject")
 
     def decide(self, name: str, params: dict[str, Any]) -> bool:
         return str(params.get("url_path", "")).endswith(self.key)

@@ -26,6 +26,7 @@ QUEUES = {
     "backup": "backup_queue_url",
     "domain": "domain_queue_url",
     "cron": "cron_queue_url",
+    "ingest": "ingest_queue_url",
 }
 PEEK_LIMIT = 10
 BODY_PREVIEW = 160
@@ -50,7 +51,10 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(func=run_list)
     redrive = commands.add_parser("redrive", help="move a DLQ's messages back to its source queue")
     redrive.add_argument(
-        "queue", choices=tuple(QUEUES), metavar="QUEUE", help="variant, backup, domain or cron"
+        "queue",
+        choices=tuple(QUEUES),
+        metavar="QUEUE",
+        help="variant, backup, domain, cron or ingest",
     )
     redrive.set_defaults(func=run_redrive)
 

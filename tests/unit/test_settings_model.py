@@ -90,7 +90,13 @@ def test_resources_are_set_by_the_stack_not_by_the_shell() -> None:
         "DESTINATIONS_TABLE",
         "API_KEYS_TABLE",
     }
-    queues = {"VARIANT_QUEUE_URL", "BACKUP_QUEUE_URL", "DOMAIN_QUEUE_URL", "CRON_QUEUE_URL"}
+    queues = {
+        "VARIANT_QUEUE_URL",
+        "BACKUP_QUEUE_URL",
+        "DOMAIN_QUEUE_URL",
+        "CRON_QUEUE_URL",
+        "INGEST_QUEUE_URL",
+    }
     expected = {
         *tables,
         *queues,
