@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/dev.lock
+# Debian's Chromium and its WebDriver, for the page's real-browser test (see below).
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
 UV_LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.12 --generate-hashes
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -31,8 +33,21 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/pixflare demo
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -n 2 -q tests
+
+# The page's test (tests/integration/test_page_in_browser.py) drives Debian's Chromium
+# through Debian's chromedriver (no browser download). Installed here when either is
+# missing: as root, or through sudo; nothing to do (and no apt) once both exist.
+$(BROWSER) &:
+	@command -v apt-get >/dev/null || { echo "make: the browser test needs Chromium and chromedriver at /usr/bin/chromium and /usr/bin/chromedriver (Debian: apt-get install chromium chromium-driver); no apt-get here, install them by hand" >&2; exit 1; }
+	@if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "make: installing chromium and chromium-driver needs root: run 'apt-get install --no-install-recommends chromium chromium-driver' as root, then make test again" >&2; exit 1; fi; \
+	echo "make: installing Debian's chromium and chromium-driver (for the browser test)"; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { echo "make: chromium or chromedriver still missing after apt-get install" >&2; exit 1; }
 
 # Mutation testing of the core logic (engine, worker, crypto, verification, cleanup,
 # analytics), configured in pyproject.toml [tool.mutmut]. Not part of test: it runs for
@@ -80,6 +95,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/cron_scale.py
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/upload_latency.py
 
 clean:
 	rm -rf $(VENV) cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache
