@@ -89,6 +89,7 @@ def run_child(args: argparse.Namespace) -> None:
         from lambdas.shared import aws
         from lambdas.shared.config import load_settings
         from lambdas.shared.destinations import Destination, DestinationCredentials
+        from lambdas.shared.endpoint_policy import EndpointPolicy
 
         destination = Destination(
             owner="bench", bucket=args.target_bucket, endpoint_url=args.target_endpoint,
@@ -97,7 +98,9 @@ def run_child(args: argparse.Namespace) -> None:
         credentials = DestinationCredentials("bench", SecretStr("bench"))
         source_client = aws.s3()
         aws.kms()
-        target_client = remote_client(destination, credentials)
+        # The target is a loopback HTTP server: the policy the local stack uses allows it.
+        allowed = EndpointPolicy(allow_private=True, allow_http=True)
+        target_client = remote_client(destination, credentials, allowed)
         baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         # The data key is part of the job: one KMS call per object.

@@ -330,6 +330,9 @@ ALARM_TOPIC_SUFFIX = "alarms"  # topic name: <stack>-alarms
 # Emitted by the domain function (Powertools: namespace METRICS_NAMESPACE, default
 # dimension service=domain) while the Cloudflare token is not stored yet.
 PROVIDER_NOT_CONFIGURED_METRIC = "ProviderNotConfigured"
+# Emitted by the backup function and the daily backup sync when an owner's backup
+# destination is refused at use (lambdas/shared/endpoint_policy.py).
+BACKUP_DESTINATION_REFUSED_METRIC = "BackupDestinationRefused"
 
 # --- Context -------------------------------------------------------------------
 # The runtime settings' context keys, defaults and bounds are declared once, on

@@ -200,6 +200,7 @@ class PixflareJobsStack(Stack):
             extra_dlqs=[("EventsDlq", schedules.events_dlq)],
             cron_failures=schedules.failure_queue,
             cron_jobs=list(schedules.rules),
+            backup_refusal_alarm=settings.runtime.enable_queues,
             # The domain function emits ProviderNotConfigured while the token is missing.
             provider_alarm_service=(
                 config.DOMAIN.service

@@ -53,6 +53,7 @@ class Monitoring(Construct):
         cron_failures: sqs.IQueue | None = None,
         cron_jobs: Sequence[str] = (),
         provider_alarm_service: str | None = None,
+        backup_refusal_alarm: bool = False,
         alarm_email: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
@@ -214,6 +215,29 @@ class Monitoring(Construct):
                 description="the custom-domain provider is not configured yet (store the "
                 "Cloudflare API token in its secret); domain checks cannot proceed",
             )
+        if backup_refusal_alarm:
+            # One alarm per emitter: their EMF dimension sets differ (the sync's has `job`).
+            for alarm_id, dimensions in (
+                ("BackupDestinationRefused", {"service": config.BACKUP.service}),
+                (
+                    "BackupSyncDestinationRefused",
+                    {"service": config.CRON.service, "job": "backup-sync"},
+                ),
+            ):
+                self._alarm(
+                    alarm_id,
+                    cloudwatch.Metric(
+                        namespace=config.METRICS_NAMESPACE,
+                        metric_name=config.BACKUP_DESTINATION_REFUSED_METRIC,
+                        dimensions_map=dimensions,
+                        period=ALARM_PERIOD,
+                        statistic="Sum",
+                    ),
+                    threshold=0,
+                    periods=1,
+                    description="an owner's backup destination was refused at use (not "
+                    "https, or a private address); its backups fail until the owner changes it",
+                )
         if cron_jobs:
             widgets.append(
                 cloudwatch.GraphWidget(

@@ -11,6 +11,9 @@ Failures follow lambdas.shared.errors: a missing record or original is permanent
 (the record shows ``failed`` and why); an unreachable or failing destination is
 transient, and so are refused credentials (the owner fixes them, an operator
 redrives the DLQ); the last such error is kept on the record in ``backup.last_error``.
+A destination the endpoint policy refuses (lambdas/shared/endpoint_policy.py: a
+private or loopback address, plain http) is permanent: the record shows ``failed``
+and the reason, nothing is sent there, and the BackupDestinationRefused metric counts it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.backup.crypto import SCHEME, Header, encrypt_chunks, new_header
 from lambdas.backup.remote import REMOTE_TIMEOUTS, remote_client
@@ -34,6 +39,7 @@ from lambdas.shared import aws
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import Destination, DestinationRepository, decrypt_credentials
+from lambdas.shared.endpoint_policy import EndpointPolicy, EndpointRefusedError
 from lambdas.shared.errors import (
     ConditionFailedError,
     NotFoundError,
@@ -44,7 +50,7 @@ from lambdas.shared.errors import (
 from lambdas.shared.images import ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.objects import ImagesBucket
-from lambdas.shared.observability import logger
+from lambdas.shared.observability import logger, metrics
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -66,6 +72,8 @@ META_IMAGE_ID = "pixflare-image-id"
 META_ENCRYPTION = "pixflare-encryption"
 NO_ENCRYPTION = "none"
 ENCRYPTED_CONTENT_TYPE = "application/octet-stream"
+# Counts destinations refused by the endpoint policy at use (an alarm may watch it).
+DESTINATION_REFUSED_METRIC = "BackupDestinationRefused"
 
 
 class SourceChangedError(PermanentError):
@@ -239,7 +247,7 @@ def process_backup(job: BackupJob, ctx: JobContext) -> None:
     if job.action == "upload":
         upload_original(settings, images, destination, job, ctx)
     else:
-        delete_backup(images, destination, job)
+        delete_backup(settings, images, destination, job)
 
 
 def upload_original(
@@ -264,7 +272,9 @@ def upload_original(
 
     try:
         expected = source_sha256(settings, record)
-        target = remote_client(destination, decrypt_credentials(destination))
+        target = remote_client(
+            destination, decrypt_credentials(destination), EndpointPolicy.from_settings(settings)
+        )
         encryption = (
             new_encryption_key(settings, record.owner, record.image_id)
             if destination.encrypt
@@ -334,11 +344,15 @@ def _mark_synced(
     )
 
 
-def delete_backup(images: ImageRepository, destination: Destination, job: BackupJob) -> None:
+def delete_backup(
+    settings: Settings, images: ImageRepository, destination: Destination, job: BackupJob
+) -> None:
     # The message carries album and filename: the record may be gone already.
     assert job.album is not None and job.filename is not None  # enforced by BackupJob
     key = destination.object_key(job.owner, job.album, job.filename)
-    target = remote_client(destination, decrypt_credentials(destination))
+    target = remote_client(
+        destination, decrypt_credentials(destination), EndpointPolicy.from_settings(settings)
+    )
     record = images.get(job.image_id)
     if record is not None and record.owner != job.owner:
         record = None  # a job naming another owner's image must not touch that image
@@ -387,6 +401,9 @@ def _record_last_error(images: ImageRepository, record: ImageRecord, err: Except
 
 def record_permanent_failure(job: BackupJob, err: PermanentError, ctx: JobContext) -> None:
     """The worker's hook: an upload that can never succeed as asked marks the image failed."""
+    if isinstance(err, EndpointRefusedError):
+        # (the worker logs the reason with "job failed permanently")
+        metrics.add_metric(name=DESTINATION_REFUSED_METRIC, unit=MetricUnit.Count, value=1)
     images = ImageRepository(ctx.settings.require("images_table"))
     now = iso(utcnow())
     reason = f"{type(err).__name__}: {err}"[:LAST_ERROR_LIMIT]

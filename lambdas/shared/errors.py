@@ -119,6 +119,11 @@ def translate_client_error(err: ClientError, *, context: str) -> PixflareError:
 
 
 def translate_botocore_error(err: BotoCoreError, *, context: str) -> PixflareError:
+    inner = getattr(err, "kwargs", {}).get("error")
+    if isinstance(inner, PixflareError):
+        # One of ours raised inside botocore's HTTP layer (an endpoint refused at
+        # connect, say), which wraps it in HTTPClientError: it keeps its own type.
+        return type(inner)(*inner.args)
     if isinstance(
         err,
         EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError,

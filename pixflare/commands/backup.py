@@ -1,13 +1,16 @@
 """`pixflare backup set | show | restore | verify`: an owner's backup destination and its copies.
 
-The secret access key is accepted (from the option, or from standard input with
-``-``), checked against the destination, and stored KMS-encrypted; no command
+The secret access key is read from standard input (``--secret-access-key-stdin``,
+the documented way) or from PIXFLARE_BACKUP_SECRET_ACCESS_KEY, so it never appears
+in the process list or in shell history; ``--secret-access-key S`` still works but
+warns. It is checked against the destination and stored KMS-encrypted; no command
 prints it back.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,12 @@ from lambdas.shared.keys import InvalidNameError, validate_image_id
 from pixflare.context import CommandContext, CommandError
 from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
 from pixflare.operations.backup_restore import restore_backup, verify_backup
+
+SECRET_ENV = "PIXFLARE_BACKUP_SECRET_ACCESS_KEY"  # noqa: S105  (a variable name)
+ARGUMENT_WARNING = (
+    "warning: --secret-access-key puts the secret in the process list and in shell "
+    f"history; pipe it to --secret-access-key-stdin or set {SECRET_ENV} instead"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -45,10 +54,17 @@ def register(subparsers: Any) -> None:
     )
     set_parser.add_argument("--bucket", required=True)
     set_parser.add_argument("--access-key-id", required=True)
-    set_parser.add_argument(
+    secret = set_parser.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--secret-access-key-stdin",
+        action="store_true",
+        help="read the secret access key from standard input (the way to give it)",
+    )
+    secret.add_argument(
         "--secret-access-key",
-        required=True,
-        help="the secret, or - to read it from standard input (keeps it out of shell history)",
+        metavar="SECRET",
+        help=f"the secret itself (visible in the process list and shell history: prefer "
+        f"--secret-access-key-stdin or {SECRET_ENV}); - reads standard input",
     )
     set_parser.add_argument("--region", default="")
     set_parser.add_argument("--prefix", default="", help="key prefix inside the bucket")
@@ -78,12 +94,22 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(func=run_verify)
 
 
-def _secret(value: str) -> str:
-    if value != "-":
+def _secret(args: argparse.Namespace, ctx: CommandContext) -> str:
+    """The secret: standard input, else the environment, else (warned) the argument."""
+    value: str | None = args.secret_access_key
+    if args.secret_access_key_stdin or value == "-":
+        secret = sys.stdin.readline().rstrip("\r\n")
+        if not secret:
+            raise CommandError("no secret access key on standard input")
+        return secret
+    if value is not None:
+        ctx.info(ARGUMENT_WARNING)
         return value
-    secret = sys.stdin.readline().rstrip("\r\n")
+    secret = os.environ.get(SECRET_ENV, "")
     if not secret:
-        raise CommandError("no secret access key on standard input")
+        raise CommandError(
+            f"no secret access key: pipe it to --secret-access-key-stdin or set {SECRET_ENV}"
+        )
     return secret
 
 
@@ -93,7 +119,7 @@ def run_set(args: argparse.Namespace, ctx: CommandContext) -> int:
         bucket=args.bucket,
         credentials=DestinationCredentials(
             access_key_id=args.access_key_id,
-            secret_access_key=SecretStr(_secret(args.secret_access_key)),
+            secret_access_key=SecretStr(_secret(args, ctx)),
         ),
         endpoint_url=args.destination_endpoint,
         region=args.region,

@@ -200,6 +200,11 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        if self._backup_private_endpoints_allowed():
+            self._say(
+                "backup destinations: loopback, private and plain-http endpoints allowed "
+                "here (BACKUP_ALLOW_PRIVATE_ENDPOINTS=true; off when deployed)"
+            )
         self._say(f"ready: {self.endpoint}")
         if self.api_url:
             self._say(f"api: {self.api_url}")
@@ -208,6 +213,12 @@ class LocalStack:
             f"# then: pixflare upload photo.jpg --owner me --album trip --wait 30"
         )
         return self
+
+    def _backup_private_endpoints_allowed(self) -> bool:
+        return any(
+            f.environment.get("BACKUP_ALLOW_PRIVATE_ENDPOINTS", "").lower() == "true"
+            for f in self.functions.values()
+        )
 
     def stop(self) -> None:
         self._stop.set()

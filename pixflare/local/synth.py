@@ -32,9 +32,12 @@ _SCRIPT = (
 # `-c customDomainFallbackCname=...`); a reserved .localhost name nobody can claim. With
 # them the stack has five event source mappings: 5 x SQS's minimum 2, plus the scheduled
 # runs, is 11, over the default budget of 10 (there is no account limit here).
+# Backup destinations here are loopback HTTP servers (a second moto, say): the opt-in a
+# deployed stack leaves off (docs/reliability.md) is on, and the stack says so.
 LOCAL_CONTEXT: dict[str, Any] = {
     "customDomainFallbackCname": "edge.pixflare.localhost",
     "concurrencyBudget": "12",
+    "backupAllowPrivateEndpoints": "true",
 }
 
 

@@ -1,8 +1,11 @@
 """Setting an owner's backup destination: validate, prove it works, then save it.
 
-The check writes a small object under the owner's prefix, reads it back and
-deletes it, with the same client settings the backup function uses, and says
-which step failed and why in words an owner can act on.
+The endpoint first goes through the endpoint policy (lambdas/shared/endpoint_policy.py:
+``https://`` and public addresses only, unless the operator allows private
+endpoints); a refused one is neither checked nor saved. The check writes a small
+object under the owner's prefix, reads it back and deletes it, with the same client
+(and the same pinned addresses) the backup function uses, and says which step failed
+and why in words an owner can act on.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from lambdas.backup.remote import remote_client
+from lambdas.backup.remote import check_endpoint, remote_client
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import (
@@ -23,6 +26,7 @@ from lambdas.shared.destinations import (
     DestinationRepository,
     encrypt_credentials,
 )
+from lambdas.shared.endpoint_policy import EndpointPolicy
 from lambdas.shared.errors import (
     AccessDeniedError,
     NotFoundError,
@@ -176,10 +180,15 @@ def _code(text: str) -> str:
 def configure_destination(
     settings: Settings, request: DestinationRequest, *, check: bool = True
 ) -> Destination:
-    """Validate, check against the real destination, encrypt the credentials, save."""
+    """Validate, apply the endpoint policy, check against the real destination, encrypt
+    the credentials, save. A refused endpoint (EndpointRefusedError): nothing sent or saved."""
     destination = validate_request(request)
+    policy = EndpointPolicy.from_settings(settings)
     if check:
-        check_destination(remote_client(destination, request.credentials), destination)
+        client = remote_client(destination, request.credentials, policy)  # checks the endpoint
+        check_destination(client, destination)
+    else:
+        check_endpoint(destination, policy)
     repository = DestinationRepository(settings.require("destinations_table"))
     existing = repository.get(request.owner)
     now = iso(utcnow())

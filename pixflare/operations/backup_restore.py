@@ -22,6 +22,7 @@ from lambdas.backup.remote import remote_client
 from lambdas.backup.transfer import read_body
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import DestinationRepository, decrypt_credentials
+from lambdas.shared.endpoint_policy import EndpointPolicy
 from lambdas.shared.errors import NotFoundError, PermanentError, aws_errors
 from lambdas.shared.images import ImageRecord, ImageRepository
 
@@ -62,7 +63,9 @@ def read_backup(settings: Settings, image_id: str, sink: Callable[[bytes], None]
     if destination is None:
         raise NotFoundError(f"owner {record.owner} has no backup destination")
     key = destination.object_key(record.owner, record.album, record.filename)
-    client = remote_client(destination, decrypt_credentials(destination))
+    client = remote_client(
+        destination, decrypt_credentials(destination), EndpointPolicy.from_settings(settings)
+    )
     where = f"{destination.bucket}/{key}"
     try:
         with aws_errors(f"read backup {where}"):

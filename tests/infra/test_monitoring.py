@@ -70,14 +70,16 @@ def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(
 def test_alarm_count(name: str, request: pytest.FixtureRequest) -> None:
     """3 per queue function (DLQ depth, oldest message, errors), the EventBridge DLQ,
     the cron on-failure queue, ProviderNotConfigured with Cloudflare, and with queues
-    the API function's errors and the HTTP API's 5xx."""
+    the API function's errors, the HTTP API's 5xx and the two backup-destination
+    refusal alarms (backup function, daily sync)."""
     template: Template = request.getfixturevalue(name)
     workers = _queue_functions(template)
     cloudflare = 1 if name == "custom" else 0
     api = 0 if name == "queues_off" else 2
-    assert len(_alarms(template)) == 3 * workers + 2 + cloudflare + api
+    refusals = 0 if name == "queues_off" else 2
+    assert len(_alarms(template)) == 3 * workers + 2 + cloudflare + api + refusals
     # 5 queue functions / only cron
-    expected = {"template": 19, "queues_off": 5, "custom": 20}
+    expected = {"template": 21, "queues_off": 5, "custom": 22}
     if name in expected:
         assert len(_alarms(template)) == expected[name]
 
@@ -280,3 +282,20 @@ def test_api_alarms(template: Template) -> None:
     assert server["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": api}}]
     assert (server["Statistic"], server["Period"], server["Threshold"]) == ("Sum", 300, 0)
     assert '"AWS/ApiGateway","Count","ApiId"' in _dashboard_body(template)
+
+
+def test_refused_backup_destinations_alarm_from_both_emitters(template: Template) -> None:
+    """BackupDestinationRefused from the backup function and from the daily sync (their
+    EMF dimension sets differ), each alarming on the first refusal."""
+    found = {
+        tuple(sorted((d["Name"], d["Value"]) for d in alarm["Dimensions"])): alarm
+        for alarm in _alarms(template).values()
+        if alarm.get("MetricName") == "BackupDestinationRefused"
+    }
+    assert set(found) == {
+        (("service", "backup"),),
+        (("job", "backup-sync"), ("service", "cron")),
+    }
+    for alarm in found.values():
+        assert alarm["Namespace"] == "Pixflare"
+        assert (alarm["Threshold"], alarm["EvaluationPeriods"], alarm["Statistic"]) == (0, 1, "Sum")

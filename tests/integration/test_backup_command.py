@@ -18,7 +18,7 @@ from lambdas.shared.originals import store_upload
 from pixflare.commands import backup as backup_command
 from pixflare.context import CommandContext, CommandError
 from tests.support.aws_resources import Resources, receive_all
-from tests.support.env import use_env
+from tests.support.env import ALLOW_PRIVATE_ENDPOINTS, use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 from tests.support.s3_target import S3Target, closed_port
 
@@ -31,7 +31,8 @@ def target() -> Iterator[S3Target]:
 
 @pytest.fixture
 def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
-    use_env(monkeypatch, aws.env("backup"))
+    # The target is a loopback HTTP server: the operator's opt-in allows it.
+    use_env(monkeypatch, {**aws.env("backup"), **ALLOW_PRIVATE_ENDPOINTS})
     return aws
 
 
@@ -188,3 +189,96 @@ def test_restore_of_an_unknown_image_is_a_clear_error(env: Resources, pixflare: 
     code, _, message = pixflare("backup", "verify", "not-an-id")
     assert code == 1
     assert "imageId must be" in message
+
+
+# -- the secret never on the command line (issue #17) -----------------------------------------
+
+
+def secretless_args(target: S3Target, owner: str, *extra: str) -> list[str]:
+    args = set_args(target, owner, *extra)
+    at = args.index("--secret-access-key")
+    return args[:at] + args[at + 2 :]
+
+
+def test_secret_from_standard_input_is_the_documented_way(
+    env: Resources, target: S3Target, pixflare: Pixflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(target.secret_access_key + "\n"))
+    code, saved, err = pixflare(
+        *secretless_args(target, "stdin-owner"), "--secret-access-key-stdin"
+    )
+    assert code == 0
+    assert saved["checked"] is True
+    assert err == ""  # no warning
+
+
+def test_secret_from_the_environment(
+    env: Resources, target: S3Target, pixflare: Pixflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(backup_command.SECRET_ENV, target.secret_access_key)
+    code, saved, err = pixflare(*secretless_args(target, "env-owner"))
+    assert code == 0
+    assert saved["checked"] is True
+    assert err == ""
+
+
+def test_secret_as_an_argument_still_works_but_warns_on_stderr(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, saved, err = pixflare(*set_args(target, "arg-owner"))
+    assert code == 0
+    assert saved["checked"] is True  # and stdout held exactly that one JSON document
+    assert err.strip() == backup_command.ARGUMENT_WARNING
+    assert target.secret_access_key not in err
+
+
+def test_no_secret_at_all_says_how_to_give_it(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    code, _, message = pixflare(*secretless_args(target, "nosecret-owner"))
+    assert code == 1
+    assert "--secret-access-key-stdin" in message
+    assert backup_command.SECRET_ENV in message
+    assert pixflare("backup", "show", "--owner", "nosecret-owner")[0] == 1
+
+
+def test_secret_argument_and_stdin_are_exclusive(target: S3Target, pixflare: Pixflare) -> None:
+    with pytest.raises(SystemExit):
+        pixflare(*set_args(target, "me"), "--secret-access-key-stdin")
+
+
+# -- the endpoint policy at `backup set` (issue #17) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        (
+            "https://10.0.0.5",
+            "the endpoint is a private address (10.0.0.5); "
+            "backups go to public S3-compatible services only",
+        ),
+        ("{target}", "the endpoint uses plain http://; backups go to https:// endpoints only"),
+        (
+            "https://169.254.169.254",
+            "the endpoint is the cloud instance metadata address (169.254.169.254); "
+            "backups go to public S3-compatible services only",
+        ),
+    ],
+)
+def test_set_refuses_a_private_endpoint_in_one_line_when_the_opt_in_is_off(
+    env: Resources,
+    target: S3Target,
+    pixflare: Pixflare,
+    monkeypatch: pytest.MonkeyPatch,
+    endpoint: str,
+    reason: str,
+) -> None:
+    monkeypatch.delenv("BACKUP_ALLOW_PRIVATE_ENDPOINTS")
+    use_env(monkeypatch, {})
+    monkeypatch.setenv(backup_command.SECRET_ENV, target.secret_access_key)
+    url = endpoint.format(target=target.endpoint)
+    code, _, message = pixflare(*secretless_args(target, "eve"), "--endpoint", url)
+    assert code == 1
+    assert message == f"backup destination not saved: {reason}"
+    assert pixflare("backup", "show", "--owner", "eve")[0] == 1  # nothing saved

@@ -28,7 +28,7 @@ from lambdas.shared.producers import enqueue_backup_job
 from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
 from pixflare.operations.backup_restore import BackupMismatchError, restore_backup, verify_backup
 from tests.support.aws_resources import REGION, Resources, receive_all
-from tests.support.env import use_env
+from tests.support.env import ALLOW_PRIVATE_ENDPOINTS, use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 from tests.support.s3_target import S3Target
 
@@ -55,7 +55,9 @@ def log_text(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
 
 @pytest.fixture
 def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
-    use_env(monkeypatch, aws.env("backup"))
+    # The target is a loopback HTTP server: the operator's opt-in allows it
+    # (tests/integration/test_backup_endpoint_policy.py runs with it off).
+    use_env(monkeypatch, {**aws.env("backup"), **ALLOW_PRIVATE_ENDPOINTS})
     return aws
 
 

@@ -30,7 +30,7 @@ from lambdas.shared.originals import store_upload
 from lambdas.variant import handler as variant_handler
 from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
 from tests.support.aws_resources import REGION, Resources
-from tests.support.env import use_env
+from tests.support.env import ALLOW_PRIVATE_ENDPOINTS, use_env
 from tests.support.events import FakeLambdaContext
 from tests.support.faults import (
     INTERNAL,
@@ -282,7 +282,8 @@ def target() -> Iterator[S3Target]:
 
 @pytest.fixture
 def backup_env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
-    use_env(monkeypatch, aws.env("backup"))
+    # The targets are loopback HTTP servers: the operator's opt-in allows them.
+    use_env(monkeypatch, {**aws.env("backup"), **ALLOW_PRIVATE_ENDPOINTS})
     return aws
 
 

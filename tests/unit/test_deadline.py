@@ -18,6 +18,7 @@ from lambdas.domain.providers import CloudflareProvider
 from lambdas.shared import aws
 from lambdas.shared.deadline import Deadline
 from lambdas.shared.destinations import Destination, DestinationCredentials
+from lambdas.shared.endpoint_policy import EndpointPolicy
 from lambdas.shared.errors import OutOfTimeError, TransientError
 from lambdas.shared.worker import MIN_SECONDS_TO_START
 from lambdas.variant.pipeline import AI_STAGE_SECONDS, VARIANTS_STAGE_SECONDS
@@ -88,7 +89,8 @@ def test_the_deadline_follows_work_handed_to_a_pool_thread() -> None:
 def test_backup_destination_calls_fit_the_deadline_too() -> None:
     destination = Destination(owner="alice", bucket="b", endpoint_url="http://127.0.0.1:9")
     credentials = DestinationCredentials("AKIAEXAMPLE0000", SecretStr("secret"))
-    target = remote_client(destination, credentials)
+    allowed = EndpointPolicy(allow_private=True, allow_http=True)
+    target = remote_client(destination, credentials, allowed)
     assert worst_case_of(target.current()) == 32  # type: ignore[attr-defined]
     with Deadline.in_seconds(20.0).bound():
         assert worst_case_of(target.current()) == 13  # type: ignore[attr-defined]
