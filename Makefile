@@ -33,8 +33,10 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/pixflare demo
 
+# --dist loadfile: a module's tests share one worker, so each module-scoped local stack
+# (and browser) starts once, not once per worker.
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
 
 # The page's test (tests/integration/test_page_in_browser.py) drives Debian's Chromium
 # through Debian's chromedriver (no browser download). Installed here when either is
