@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from pixflare.local.loopback import LoopbackHTTPServer
+from pixflare.local.loopback import LoopbackHTTPServer, read_body
 
 
 class FaultRule(Protocol):
@@ -378,30 +378,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _read_chunked(self) -> bytes:
-        """An HTTP/1.1 chunked body, de-framed (trailers dropped); what is inside (the
-        aws-chunked encoding of a streaming upload, say) is forwarded as it is."""
-        chunks: list[bytes] = []
-        while True:
-            size_line = self.rfile.readline(65537)
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields
-                return b"".join(chunks)
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(65537)  # the CRLF after the chunk
-
     # -- one request ----------------------------------------------------------------
     def _proxy(self) -> None:
         proxy = self.server.proxy
-        body = self._read_body()
+        body = read_body(self)
         call = identify(self.command, self.path, self.headers, body)
         plan = proxy._fault_for(call)
         if plan is not None:

@@ -40,7 +40,12 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from pixflare.local.environments import Invocation
-from pixflare.local.loopback import LoopbackHTTPServer
+from pixflare.local.loopback import (
+    BodyTooLargeError,
+    LoopbackHTTPServer,
+    declared_length,
+    read_body,
+)
 from pixflare.local.template import (
     ACCOUNT_ID,
     DEFAULT_STAGE,
@@ -550,10 +555,6 @@ class HttpApiServer:
             self._server.server_close()
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as browsers expect
     server: _Server
@@ -562,42 +563,16 @@ class _Handler(BaseHTTPRequestHandler):
         """No access log on the terminal; the functions' own lines are enough."""
 
     def handle_expect_100(self) -> bool:
-        if self._declared_length() > MAX_BODY_BYTES:
+        if declared_length(self) > MAX_BODY_BYTES:
             self._write(message(413, "Request Entity Too Large"), close=True)
             return False
         return super().handle_expect_100()
 
-    def _declared_length(self) -> int:
-        try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return 0
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    raise _BodyTooLargeError
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self._declared_length()
-        if length > MAX_BODY_BYTES:
-            raise _BodyTooLargeError
-        return self.rfile.read(length) if length > 0 else b""
-
     def _dispatch(self) -> None:
         api = self.server.owner.api
         try:
-            body = self._read_body()
-        except _BodyTooLargeError:
+            body = read_body(self, limit=MAX_BODY_BYTES)
+        except BodyTooLargeError:
             self._write(message(413, "Request Entity Too Large"), close=True)
             return
         except ValueError:

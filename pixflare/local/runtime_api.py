@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from pixflare.local.loopback import LoopbackHTTPServer
+from pixflare.local.loopback import LoopbackHTTPServer, read_body
 
 PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -139,21 +139,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _accepted(self) -> None:
         self._send(202, b'{"status":"OK"}\n')
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    # Trailers end with an empty line.
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     # -- endpoints ----------------------------------------------------------------
     def do_GET(self) -> None:
         if self.path == f"{PREFIX}/invocation/next":
@@ -162,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(404, "InvalidRequest", f"unknown path {self.path}")
 
     def do_POST(self) -> None:
-        body = self._read_body()  # always, so a kept-alive connection stays in step
+        body = read_body(self)  # always, so a kept-alive connection stays in step
         if self.path == f"{PREFIX}/init/error":
             self._init_error(body)
             return

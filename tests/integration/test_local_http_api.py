@@ -12,7 +12,6 @@ for the module, from the synthesized template.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,37 +22,23 @@ from typing import Any
 import pytest
 
 from lambdas.shared.api_keys import ApiKeyRepository
-from lambdas.shared.aws import reset_clients
-from lambdas.shared.config import reset_settings
 from pixflare.local import samples
 from pixflare.local.http_api import PAGE
 from pixflare.local.stack import LocalStack
-from pixflare.local.synth import synthesize_template
+from tests.support.local_stack import started_stack, use_stack_clients, wait_until
 
 pytestmark = pytest.mark.slow
-
-SETTLE_DEADLINE_SECONDS = 90  # a bound on polling loops, not an assertion on speed
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    logs = tmp_path_factory.mktemp("local-http-api") / "functions.jsonl"
-    with LocalStack(
-        port=0,
-        template=synthesize_template(),
-        env={"PIXFLARE_BACKOFF_BASE_SECONDS": "0"},
-        log_file=logs,
-        run_schedules=False,
-    ) as running:
+    with started_stack(tmp_path_factory, "local-http-api") as running:
         yield running
 
 
 @pytest.fixture(autouse=True)
 def stack_env(monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    reset_clients()
-    reset_settings()
+    use_stack_clients(monkeypatch, stack)
 
 
 @pytest.fixture
@@ -83,16 +68,6 @@ def call(
         status, raw, reply_headers = err.code, err.read(), dict(err.headers)
     content_type = reply_headers.get("content-type", "")
     return status, reply_headers, json.loads(raw) if "json" in content_type else raw
-
-
-def wait_until(condition: Any, what: str) -> Any:
-    deadline = time.monotonic() + SETTLE_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def listed(stack: LocalStack, key: str, album: str) -> list[dict[str, Any]]:

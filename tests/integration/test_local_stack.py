@@ -13,15 +13,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lambdas.shared.aws import MAX_ATTEMPTS, reset_clients
-from lambdas.shared.config import reset_settings
+from lambdas.shared.aws import MAX_ATTEMPTS
 from lambdas.shared.messages import BackupJob, VariantJob
 from pixflare.cli import main
 from pixflare.local import samples
@@ -31,6 +29,7 @@ from pixflare.local.synth import synthesize_template
 from pixflare.local.template import Provisioner
 from pixflare.resolve import stack_outputs
 from tests.support.faults import INTERNAL, FaultPlan
+from tests.support.local_stack import started_stack, use_stack_clients, wait_until
 from tests.support.s3_target import S3Target
 
 pytestmark = pytest.mark.slow
@@ -57,18 +56,10 @@ def proxy() -> Iterator[AwsFaultProxy]:
 def stack(
     template: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, proxy: AwsFaultProxy
 ) -> Iterator[LocalStack]:
-    logs = tmp_path_factory.mktemp("local-stack") / "functions.jsonl"
-    # Backoff base 0: a failed record is visible again at once, so a poison message
-    # walks its maxReceiveCount receives in well under a second.
     # The functions reach AWS through the proxy; this process (the CLI, the pollers,
     # the tests' own clients) talks to moto directly, so no fault reaches it.
-    with LocalStack(
-        port=0,
-        template=template,
-        env={"PIXFLARE_BACKOFF_BASE_SECONDS": "0"},
-        log_file=logs,
-        run_schedules=False,
-        function_endpoint=proxy.endpoint,
+    with started_stack(
+        tmp_path_factory, "local-stack", template=template, function_endpoint=proxy.endpoint
     ) as running:
         proxy.upstream = running.endpoint
         yield running
@@ -76,12 +67,7 @@ def stack(
 
 @pytest.fixture(autouse=True)
 def stack_env(monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> None:
-    """The tests' own calls through lambdas.shared.aws (the functions run in processes of
-    their own and get the stack's endpoint from it) go to the stack, never to AWS."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    reset_clients()
-    reset_settings()
+    use_stack_clients(monkeypatch, stack)
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -108,16 +94,6 @@ def max_receive_count(template: dict[str, Any], queue_prefix: str) -> int:
         if resource["Type"] == "AWS::SQS::Queue" and logical_id.startswith(queue_prefix):
             return int(resource["Properties"]["RedrivePolicy"]["maxReceiveCount"])
     raise AssertionError(f"no queue {queue_prefix}")
-
-
-def wait_until(condition: Any, what: str) -> Any:
-    deadline = time.monotonic() + SETTLE_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def queue_depth(stack: LocalStack, url: str) -> int:

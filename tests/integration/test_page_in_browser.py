@@ -27,8 +27,8 @@ from lambdas.shared.api_keys import ApiKeyRepository
 from lambdas.shared.aws import reset_clients
 from lambdas.shared.keys import VARIANT_NAMES, ImagePath
 from pixflare.local.stack import LocalStack
-from pixflare.local.synth import synthesize_template
 from tests.support.browser import chromium, console_errors, save_full_page
+from tests.support.local_stack import started_stack
 
 pytestmark = pytest.mark.slow
 
@@ -114,14 +114,7 @@ def picture(size: tuple[int, int], hue: int) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    logs = tmp_path_factory.mktemp("page-stack") / "functions.jsonl"
-    with LocalStack(
-        port=0,
-        template=synthesize_template(),
-        env={"PIXFLARE_BACKOFF_BASE_SECONDS": "0"},
-        log_file=logs,
-        run_schedules=False,
-    ) as running:
+    with started_stack(tmp_path_factory, "page-stack") as running:
         yield running
 
 
