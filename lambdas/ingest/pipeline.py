@@ -35,11 +35,9 @@ def process_notification(message: S3Notification, job: JobContext) -> list[Inges
             )
             continue
         outcome = ingest_original(job.settings, bucket=record.bucket, key=record.key)
-        metrics.add_metric(
-            name="OriginalRefused" if outcome.status == "refused" else "OriginalIngested",
-            unit=MetricUnit.Count,
-            value=1 if outcome.status in ("refused", "ingested") else 0,
-        )
+        if outcome.status in ("refused", "ingested"):
+            name = "OriginalRefused" if outcome.status == "refused" else "OriginalIngested"
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         log = logger.warning if outcome.status == "refused" else logger.info
         log(
             "original " + outcome.status,

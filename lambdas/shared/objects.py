@@ -118,11 +118,6 @@ class ImagesBucket:
                 Metadata={"image-id": image_id},
             )
 
-    def delete_one(self, key: str) -> None:
-        """Delete one object (absent counts as deleted)."""
-        with aws_errors(f"delete {key}"):
-            aws.s3().delete_object(Bucket=self.bucket, Key=key)
-
     def list_page(self, *, after: str | None, page_size: int) -> ListingPage:
         """Up to ``page_size`` keys after ``after``, in key order."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": page_size}

@@ -165,24 +165,15 @@ def reserve_upload(
         images.create(record)
     except NameTakenError as taken:
         holder = _record_for_path(images, path)
-        if holder is None or not _expired_reservation(holder, iso(now)):
-            if holder is not None and holder.deleted_at:
-                raise NameTakenError(
-                    f"{path.claim} belongs to a deleted image ({holder.image_id}) until the "
-                    "daily cleanup removes it; choose another name or album"
-                ) from None
+        if holder is not None and holder.deleted_at:
+            raise NameTakenError(
+                f"{path.claim} belongs to a deleted image ({holder.image_id}) until the "
+                "daily cleanup removes it; choose another name or album"
+            ) from None
+        if holder is None or not images.delete_expired_reservation(holder, iso(now)):
             raise taken
-        images.delete_expired_reservation(holder, iso(now))
         images.create(record)
     return record
-
-
-def _expired_reservation(record: ImageRecord, now: str) -> bool:
-    return (
-        not record.original_etag
-        and record.upload_expires_at is not None
-        and record.upload_expires_at < now
-    )
 
 
 def _record_for_path(images: ImageRepository, path: ImagePath) -> ImageRecord | None:
@@ -202,12 +193,19 @@ class IngestOutcome:
 
 
 def ingest_original(
-    settings: Settings, *, bucket: str, key: str, sha256: str | None = None
+    settings: Settings,
+    *,
+    bucket: str,
+    key: str,
+    sha256: str | None = None,
+    stored: ObjectHead | None = None,
 ) -> IngestOutcome:
     """Check, record and queue the original stored at ``key`` (see the module doc).
 
     ``sha256``: the file's checksum when the caller read the whole file (the upload
     command); otherwise the backup step computes it when it copies the file.
+    ``stored``: what the caller that just wrote the object knows of it (its first
+    bytes, ETag, size, metadata), so S3 is not asked again.
     """
     objects = ImagesBucket(bucket)
     try:
@@ -216,10 +214,10 @@ def ingest_original(
             raise InvalidNameError(f"not an original: {key!r}")
     except InvalidNameError as err:
         # Under the originals' layout but no image's name: nothing can ever show it.
-        objects.delete_one(key)
+        objects.delete([key])
         return IngestOutcome("refused", None, f"{err}; the object was removed")
     try:
-        found = objects.head(key, nbytes=HEAD_BYTES)
+        found = stored or objects.head(key, nbytes=HEAD_BYTES)
     except NotFoundError:
         # Replaced-then-deleted, or rolled back by its uploader: nothing to ingest.
         return IngestOutcome("ignored", None, f"{key} is gone")
@@ -249,7 +247,7 @@ def ingest_original(
             },
             ["upload_expires_at"],
         )
-        objects.delete_one(key)
+        objects.delete([key])
         return IngestOutcome("refused", record.image_id, reason, record=record)
 
     backing_up = settings.enable_queues and destination_exists(settings, path.owner)
@@ -352,16 +350,26 @@ def store_upload(
     bucket = reserved.bucket
     sha256 = hashlib.sha256(data).hexdigest()
     try:
+        metadata = {IMAGE_ID_METADATA: reserved.image_id, SHA256_METADATA: sha256}
         with aws_errors(f"store original {path.original_key}"):
-            aws.s3().put_object(
+            response = aws.s3().put_object(
                 Bucket=bucket,
                 Key=path.original_key,
                 Body=data,
                 ContentType=content_type,
                 CacheControl=ORIGINAL_CACHE_CONTROL,
-                Metadata={IMAGE_ID_METADATA: reserved.image_id, SHA256_METADATA: sha256},
+                Metadata=metadata,
             )
-        outcome = ingest_original(settings, bucket=bucket, key=path.original_key, sha256=sha256)
+        stored = ObjectHead(
+            head=data[:HEAD_BYTES],
+            etag=str(response.get("ETag", "")).strip('"'),
+            size=len(data),
+            content_type=content_type,
+            metadata=metadata,
+        )
+        outcome = ingest_original(
+            settings, bucket=bucket, key=path.original_key, sha256=sha256, stored=stored
+        )
     except Exception:
         _roll_back(bucket, ImageRepository(settings.require("images_table")), reserved)
         raise
@@ -374,6 +382,6 @@ def _roll_back(bucket: str, images: ImageRepository, record: ImageRecord) -> Non
     # Each step on its own: an original left behind is an orphan the daily cleanup
     # removes, but a record left behind would hold the name with no image.
     with contextlib.suppress(Exception):
-        ImagesBucket(bucket).delete_one(record.original_key)
+        ImagesBucket(bucket).delete([record.original_key])
     with contextlib.suppress(Exception), aws_errors("roll back upload"):
         images.delete(record)

@@ -15,7 +15,7 @@ from PIL import Image
 from lambdas.ingest.handler import handler
 from lambdas.shared import originals
 from lambdas.shared.config import load_settings
-from lambdas.shared.images import ImageRecord, ImageRepository
+from lambdas.shared.images import ImageRecord, ImageRepository, NameTakenError
 from lambdas.shared.keys import ImagePath
 from lambdas.shared.originals import reserve_upload, store_upload
 from tests.support.aws_resources import REGION, Resources, receive_all
@@ -233,3 +233,47 @@ def test_a_malformed_message_goes_to_the_dlq_and_spares_its_batch_mate(
     assert (
         "ingest message rejected" in rejected["MessageAttributes"]["pixflare-reason"]["StringValue"]
     )
+
+
+def reserve(filename: str = "r.jpg") -> ImageRecord:
+    return reserve_upload(
+        load_settings(),
+        owner=OWNER,
+        album="web",
+        filename=filename,
+        content_type="image/jpeg",
+        size=1000,
+    )
+
+
+def test_a_reservation_holds_its_name_until_its_window_ends(env: Resources) -> None:
+    images = ImageRepository(env.tables["images"])
+    first = reserve()
+    # While its upload may still come, the name is taken
+    with pytest.raises(NameTakenError, match="already exists"):
+        reserve()
+    # When its window has passed with no upload, the next reservation takes the name over
+    images.update(first.image_id, {"upload_expires_at": "2000-01-01T00:00:00Z"})
+    second = reserve()
+    assert second.image_id != first.image_id
+    assert images.get(first.image_id) is None
+    assert record_at(env, "alice/web/r.jpg").image_id == second.image_id
+
+
+def test_a_received_image_is_never_taken_over(env: Resources, s3: Any) -> None:
+    first = reserve()
+    put(s3, env, first.original_key, jpeg(), Metadata={"image-id": first.image_id})
+    deliver(env)
+    ImageRepository(env.tables["images"]).update(
+        first.image_id, {"upload_expires_at": "2000-01-01T00:00:00Z"}
+    )
+    with pytest.raises(NameTakenError):
+        reserve()
+    assert record_at(env, "alice/web/r.jpg").image_id == first.image_id
+
+
+def test_a_deleted_images_name_says_so(env: Resources) -> None:
+    first = reserve()
+    ImageRepository(env.tables["images"]).soft_delete(first.image_id, "2026-12-01T00:00:00Z")
+    with pytest.raises(NameTakenError, match=f"belongs to a deleted image \\({first.image_id}\\)"):
+        reserve()
