@@ -4,9 +4,6 @@ installed script in a process of its own, as a user would."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,21 +12,7 @@ import pytest
 
 from pixflare.local import samples
 from pixflare.local.stack import LocalStack
-
-PIXFLARE = Path(sys.executable).with_name("pixflare")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [str(PIXFLARE), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        check=False,
-    )
+from tests.support.console import on_stack, run
 
 
 @pytest.mark.parametrize(
@@ -54,10 +37,6 @@ def test_an_endpoint_without_a_scheme_is_one_line_saying_what_to_write(
 def stack() -> Iterator[LocalStack]:
     with LocalStack(port=0, run_schedules=False) as running:
         yield running
-
-
-def on_stack(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return run("--endpoint", stack.endpoint, *args)
 
 
 def upload_sample(stack: LocalStack, tmp_path: Path, owner: str, album: str) -> str:
