@@ -1,17 +1,19 @@
 """`pixflare dlq redrive` on an endpoint that has StartMessageMoveTask, as AWS does.
 
 moto lacks the operation, so a real HTTP server on loopback speaks SQS's JSON
-protocol for the four calls a redrive makes, records what it is sent, and
-answers as SQS would; botocore does the rest for real (signing, serialising,
-parsing, error codes).
+protocol for the calls a redrive makes, records what it is sent, and answers as
+SQS would over a DLQ held in memory; botocore does the rest for real (signing,
+serialising, parsing, error codes).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,13 +35,33 @@ def arn(name: str) -> str:
 
 
 class FakeSqs:
-    """Answers GetQueueAttributes, GetQueueUrl, StartMessageMoveTask and whatever
-    ``move_task_error`` says (``(status, type)``) for the move task."""
+    """Answers GetQueueAttributes, GetQueueUrl, StartMessageMoveTask (or what
+    ``move_task_error`` says, ``(status, type)``), and the message calls of the
+    survey and of moving by hand over ``dead`` (the DLQ) and ``moved`` (what was
+    sent to the source queue)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.move_task_error: tuple[int, str] | None = None
         self.url = ""
+        self.dead: dict[str, dict[str, Any]] = {}  # receipt handle -> message
+        self.hidden: set[str] = set()  # receipt handles received and not released
+        self.moved: list[dict[str, Any]] = []
+
+    def put(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        message_id = str(uuid.uuid4())
+        self.dead[f"rh-{message_id}"] = {
+            "MessageId": message_id,
+            "ReceiptHandle": f"rh-{message_id}",
+            "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+            "Body": body,
+            "Attributes": {"ApproximateReceiveCount": "1"},
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in (attributes or {}).items()
+            },
+        }
+        return message_id
 
     def answer(self, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.calls.append((operation, body))
@@ -55,7 +77,34 @@ class FakeSqs:
                 status, kind = self.move_task_error
                 return status, {"__type": f"com.amazonaws.sqs#{kind}", "message": kind}
             return 200, {"TaskHandle": "eyJ0YXNrSWQiOiJ0LTEifQ=="}
+        if operation == "ReceiveMessage":
+            visible = [m for handle, m in self.dead.items() if handle not in self.hidden]
+            got = visible[: body.get("MaxNumberOfMessages", 1)]
+            if body.get("VisibilityTimeout", 30):
+                self.hidden.update(m["ReceiptHandle"] for m in got)
+            return 200, {"Messages": got} if got else {}
+        if operation == "ChangeMessageVisibilityBatch":
+            for entry in body["Entries"]:
+                if entry["VisibilityTimeout"] == 0:
+                    self.hidden.discard(entry["ReceiptHandle"])
+            return 200, {"Successful": [{"Id": e["Id"]} for e in body["Entries"]]}
+        if operation == "SendMessageBatch":
+            self.moved.extend(body["Entries"])
+            return 200, {
+                "Successful": [
+                    {"Id": e["Id"], "MessageId": str(uuid.uuid4()), "MD5OfMessageBody": "-"}
+                    for e in body["Entries"]
+                ]
+            }
+        if operation == "DeleteMessageBatch":
+            for entry in body["Entries"]:
+                self.dead.pop(entry["ReceiptHandle"], None)
+                self.hidden.discard(entry["ReceiptHandle"])
+            return 200, {"Successful": [{"Id": e["Id"]} for e in body["Entries"]]}
         return 400, {"__type": "com.amazonaws.sqs#InvalidAction", "message": operation}
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.calls]
 
 
 @pytest.fixture
@@ -91,15 +140,26 @@ def fake_sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSqs]:
         thread.join(timeout=5)
 
 
-def redrive(fake: FakeSqs) -> tuple[int, str]:
+def redrive(fake: FakeSqs, *, include_invalid: bool = False) -> tuple[int, str]:
     settings = settings_from_env({"VARIANT_QUEUE_URL": f"{fake.url}/{ACCOUNT}/{SOURCE}"})
     out = io.StringIO()
     ctx = CommandContext(settings=settings, json_output=True, stdout=out)
-    code = dlq.run_redrive(argparse.Namespace(queue="variant"), ctx)
+    args = argparse.Namespace(queue="variant", include_invalid=include_invalid)
+    code = dlq.run_redrive(args, ctx)
     return code, out.getvalue()
 
 
+INVALID = {"pixflare-reason": "not valid JSON", "pixflare-error-kind": "invalid"}
+
+
 def test_redrive_starts_a_move_task_from_the_dlq_to_its_source_queue(fake_sqs: FakeSqs) -> None:
+    # Given a DLQ holding jobs that may succeed: one SQS moved after its receives,
+    # one the worker moved for a missing setting
+    fake_sqs.put('{"v": 1, "job": "a"}')
+    fake_sqs.put(
+        '{"v": 1, "job": "b"}', {"pixflare-reason": "X is not set", "pixflare-error-kind": "config"}
+    )
+
     # When the variant DLQ is redriven on an endpoint with message move tasks
     code, out = redrive(fake_sqs)
 
@@ -112,36 +172,69 @@ def test_redrive_starts_a_move_task_from_the_dlq_to_its_source_queue(fake_sqs: F
         "queue": "variant",
         "method": "StartMessageMoveTask",
         "taskHandle": "eyJ0YXNrSWQiOiJ0LTEifQ==",
+        "skipped": 0,
     }
-    # and no message was touched by hand
-    assert not {"ReceiveMessage", "SendMessageBatch", "DeleteMessageBatch"} & {
-        operation for operation, _ in fake_sqs.calls
-    }
+    # and the survey before it only looked: both messages visible again for the task
+    assert fake_sqs.hidden == set() and len(fake_sqs.dead) == 2
+    assert not {"SendMessageBatch", "DeleteMessageBatch"} & set(fake_sqs.operations())
+
+
+def test_a_dlq_holding_an_invalid_message_is_moved_by_hand_around_it(fake_sqs: FakeSqs) -> None:
+    # Given a DLQ with a message that can never succeed, and one that may
+    invalid = fake_sqs.put("{not json", INVALID)
+    fake_sqs.put('{"v": 1, "job": "a"}')
+
+    # When it is redriven
+    code, out = redrive(fake_sqs)
+
+    # Then no move task (it would move both); the job is moved by hand, the invalid
+    # message left in the DLQ, visible, and reported
+    assert code == 0
+    assert "StartMessageMoveTask" not in fake_sqs.operations()
+    document = json.loads(out)
+    assert document["method"] == "receive-send-delete"
+    assert (document["moved"], document["skipped"], document["skippedIds"]) == (1, 1, [invalid])
+    assert [entry["MessageBody"] for entry in fake_sqs.moved] == ['{"v": 1, "job": "a"}']
+    assert [m["MessageId"] for m in fake_sqs.dead.values()] == [invalid]
+    assert fake_sqs.hidden == set()
+
+
+def test_include_invalid_starts_the_move_task_without_looking(fake_sqs: FakeSqs) -> None:
+    fake_sqs.put("{not json", INVALID)
+    code, out = redrive(fake_sqs, include_invalid=True)
+    assert code == 0
+    assert json.loads(out)["method"] == "StartMessageMoveTask"
+    assert "ReceiveMessage" not in fake_sqs.operations()
 
 
 def test_a_refused_move_task_is_an_error_not_a_silent_fallback(fake_sqs: FakeSqs) -> None:
     # Given credentials that may not start move tasks
     fake_sqs.move_task_error = (400, "AccessDenied")
+    fake_sqs.put('{"v": 1, "job": "a"}')
 
     # Then the redrive fails with AWS's reason, asked once, and moves nothing by hand
     with pytest.raises(ClientError) as refused:
         redrive(fake_sqs)
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
-    operations = [operation for operation, _ in fake_sqs.calls]
+    operations = fake_sqs.operations()
     assert operations.count("StartMessageMoveTask") == 1
-    assert "ReceiveMessage" not in operations
+    assert operations[-1] == "StartMessageMoveTask" and "SendMessageBatch" not in operations
+    assert len(fake_sqs.dead) == 1 and fake_sqs.hidden == set()
 
 
 def test_an_endpoint_without_move_tasks_falls_back_to_moving_by_hand(fake_sqs: FakeSqs) -> None:
     # Given an endpoint that does not implement the operation
     fake_sqs.move_task_error = (400, "UnsupportedOperation")
+    fake_sqs.put('{"v": 1, "job": "a"}')
 
-    # When redriven, the fallback takes over: it receives from the DLQ (which this
-    # fake answers as an unknown call, so the command fails there; the fallback
-    # itself is tested against moto in test_dlq_redrive.py)
-    with pytest.raises(ClientError) as unknown:
-        redrive(fake_sqs)
-    assert unknown.value.response["Error"]["Code"] == "InvalidAction"
-    operations = [operation for operation, _ in fake_sqs.calls]
-    assert operations.count("StartMessageMoveTask") == 1
-    assert operations[-1] == "ReceiveMessage"
+    # When redriven, the fallback takes over after the one refused attempt
+    code, out = redrive(fake_sqs)
+    assert code == 0
+    assert fake_sqs.operations().count("StartMessageMoveTask") == 1
+    document = json.loads(out)
+    assert (document["method"], document["moved"], document["skipped"]) == (
+        "receive-send-delete",
+        1,
+        0,
+    )
+    assert fake_sqs.dead == {}

@@ -10,7 +10,7 @@ import pytest
 
 from lambdas.shared import aws
 from pixflare.commands import dlq
-from pixflare.commands.dlq import QueuePair, move_messages
+from pixflare.commands.dlq import QueuePair, move_messages, peek
 from tests.support.aws_resources import REGION, Resources, receive_all
 
 
@@ -111,11 +111,15 @@ def test_bounced_copies_received_first_do_not_end_the_redrive_early(
 
 def test_a_plain_redrive_moves_everything_and_keeps_attributes(pair: QueuePair) -> None:
     # Given a DLQ of 25 messages (three receive batches), one with a reason attribute
+    # (a missing setting: it succeeds once the setting is fixed)
     fill(pair.dlq_url, [f"job-{n}" for n in range(24)])
     boto3.client("sqs", region_name=REGION).send_message(
         QueueUrl=pair.dlq_url,
         MessageBody="job-24",
-        MessageAttributes={"pixflare-reason": {"DataType": "String", "StringValue": "bad"}},
+        MessageAttributes={
+            "pixflare-reason": {"DataType": "String", "StringValue": "bad"},
+            "pixflare-error-kind": {"DataType": "String", "StringValue": "config"},
+        },
     )
 
     # When it is redriven
@@ -128,3 +132,71 @@ def test_a_plain_redrive_moves_everything_and_keeps_attributes(pair: QueuePair) 
     tagged = next(m for m in moved if m["Body"] == "job-24")
     assert tagged["MessageAttributes"]["pixflare-reason"]["StringValue"] == "bad"
     assert receive_all(pair.dlq_url) == []
+
+
+def counts(url: str) -> tuple[int, int]:
+    """(visible, in flight)."""
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
+def _put_invalid(url: str, body: str, *, with_kind: bool) -> str:
+    attributes: dict[str, Any] = {
+        "pixflare-reason": {"DataType": "String", "StringValue": "not valid JSON"}
+    }
+    if with_kind:
+        attributes["pixflare-error-kind"] = {"DataType": "String", "StringValue": "invalid"}
+    sent = boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=url, MessageBody=body, MessageAttributes=attributes
+    )
+    return str(sent["MessageId"])
+
+
+def test_messages_that_can_never_succeed_are_left_in_the_dlq_unless_included(
+    pair: QueuePair,
+) -> None:
+    # Given a DLQ of 12 invalid messages (half from before the kind attribute: a reason
+    # only) among 3 jobs that may succeed, more than one receive batch
+    invalid = {_put_invalid(pair.dlq_url, f"bad-{n}", with_kind=n % 2 == 0) for n in range(12)}
+    fill(pair.dlq_url, ["job-a", "job-b", "job-c"])
+
+    # When it is redriven
+    result = move_messages(pair)
+
+    # Then the three jobs are moved, the invalid ones skipped, and every skipped one is
+    # visible in the DLQ again at once (not hidden for the run's visibility timeout)
+    assert (result.moved, result.bounced, set(result.skipped)) == (3, 0, invalid)
+    assert sorted(m["Body"] for m in receive_all(pair.source_url)) == ["job-a", "job-b", "job-c"]
+    assert counts(pair.dlq_url) == (12, 0)
+
+    # And with them included they are moved too
+    result = move_messages(pair, skip_invalid=False)
+    assert (result.moved, result.skipped) == (12, [])
+    assert receive_all(pair.dlq_url) == []
+
+
+def test_a_look_leaves_every_message_visible_and_counts_without_itself(pair: QueuePair) -> None:
+    # Given a DLQ of 12 messages nobody has received
+    fill(pair.dlq_url, [f"job-{n}" for n in range(12)])
+
+    # When it is looked at
+    first = peek(pair.dlq_url, 10, 12)
+
+    # Then the look shows 10 different messages, received 0 times before it
+    assert len({m["messageId"] for m in first}) == 10
+    assert {m["receiveCount"] for m in first} == {0}
+    assert {(m["kind"], m["reason"], m["redrivable"]) for m in first} == {
+        ("maxReceiveCount", None, True)
+    }
+    # and all 12 are visible again at once, none in flight
+    assert counts(pair.dlq_url) == (12, 0)
+    # And a second look counts the first: SQS has no peek, a look is a receive
+    second = {m["messageId"]: m["receiveCount"] for m in peek(pair.dlq_url, 12, 12)}
+    assert len(second) == 12
+    assert sorted(second.values()) == [0, 0] + [1] * 10

@@ -261,8 +261,14 @@ def test_an_invalid_message_goes_to_the_dlq_with_its_reason_and_a_redrive_does_n
     code, out, _ = cli("--endpoint", stack.endpoint, "dlq", "list", "--json")
     domain = next(entry for entry in json.loads(out) if entry["queue"] == "domain")
     assert domain["messages"][0]["reason"]
-    # When it is redriven while still invalid, it is moved once and comes back once
+    # When it is redriven, it is skipped: it can never succeed
     code, out, err = cli("--endpoint", stack.endpoint, "dlq", "redrive", "domain", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["moved"], json.loads(out)["skipped"]) == (0, 1)
+    # And moved anyway when asked, it comes back once (no loop)
+    code, out, err = cli(
+        "--endpoint", stack.endpoint, "dlq", "redrive", "domain", "--include-invalid", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["moved"] == 1
     wait_until(lambda: queue_depth(stack, dlq_url) == 1, "the message back in the DLQ")
