@@ -4,8 +4,10 @@ A deployed stack is found with ``describe_stacks``. The embedded local stack
 publishes the outputs of its template as a JSON document in a well-known bucket
 on its endpoint (cheaper than moto's CloudFormation); an endpoint without that
 document is asked with ``describe_stacks`` too. Runtime settings
-(ENABLE_AI_CLASSIFICATION, SOFT_DELETE_RETENTION_DAYS, ...) come from the caller's
-environment, as they do for a function.
+(DOMAIN_MAX_CHECKS, CUSTOM_DOMAIN_FALLBACK_CNAME, ...) come from the stack's
+``RuntimeSettings`` output: what its functions run with (the local stack publishes
+its effective ones, its own shell's overrides included); a runtime setting in the
+caller's environment wins.
 """
 
 from __future__ import annotations

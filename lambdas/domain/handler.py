@@ -8,11 +8,16 @@ from lambdas.domain.dns_check import DnsChecker
 from lambdas.domain.hostnames import normalize_hostname
 from lambdas.domain.providers import provider_from_settings
 from lambdas.domain.records import DomainRepository
-from lambdas.domain.verification import CheckParts, record_refusal, run_check
+from lambdas.domain.verification import (
+    CheckParts,
+    record_config_error,
+    record_refusal,
+    run_check,
+)
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.deadline import LambdaContextLike
-from lambdas.shared.errors import PermanentError
+from lambdas.shared.errors import ConfigError, PermanentError
 from lambdas.shared.messages import DomainCheck
 from lambdas.shared.observability import logger, publish_metrics, tracer
 from lambdas.shared.producers import enqueue_domain_check
@@ -50,11 +55,17 @@ def on_permanent_failure(job: DomainCheck, err: PermanentError, ctx: JobContext)
     record_refusal(job, err, repository, iso(utcnow()))
 
 
+def on_config_error(job: DomainCheck, err: ConfigError, ctx: JobContext) -> None:
+    repository = DomainRepository(ctx.settings.require("domains_table"))
+    record_config_error(job, err, repository, iso(utcnow()))
+
+
 worker = QueueWorker(
     name="domain",
     model=DomainCheck,
     process=process,
     on_permanent_failure=on_permanent_failure,
+    on_config_error=on_config_error,
 )
 
 

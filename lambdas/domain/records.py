@@ -26,6 +26,9 @@ DomainStatus = Literal["pending", "active", "failed", "blocked"]
 # Statuses from which `domain recheck` may start a new round.
 RECHECKABLE = frozenset({"failed", "blocked"})
 LAST_ERROR_LIMIT = 500
+# A worker's configuration error on the record: written when a check stopped on a
+# missing or bad setting; removed by the next check recorded, or by a new round.
+CONFIG_ERROR_FIELDS = ("config_error", "config_error_at")
 
 
 class HostnameClaimedError(PermanentError):
@@ -52,6 +55,9 @@ class DomainRecord(BaseModel):
     updated_at: str
     activated_at: str | None = None
     provider: str | None = None
+    # The domain worker stopped on a missing or bad setting (its check is in the DLQ).
+    config_error: str | None = None
+    config_error_at: str | None = None
 
     def dns_records(self, target: str) -> list[dict[str, str]]:
         """The two records the user creates at their DNS provider."""
@@ -73,6 +79,11 @@ class DomainRecord(BaseModel):
             "activated_at": self.activated_at,
             "provider": self.provider,
             "records": self.dns_records(target),
+            "config_error": (
+                {"message": self.config_error, "at": self.config_error_at}
+                if self.config_error
+                else None
+            ),
         }
 
 
@@ -180,9 +191,9 @@ class DomainRepository:
             "updated_at": now,
             "followup_sent": followup_sent,
         }
-        removes: tuple[str, ...] = ()
+        removes: tuple[str, ...] = CONFIG_ERROR_FIELDS
         if last_error is None:
-            removes = ("last_error",)
+            removes = (*removes, "last_error")
         else:
             fields["last_error"] = last_error[:LAST_ERROR_LIMIT]
         if status == "active":
@@ -210,6 +221,32 @@ class DomainRepository:
                 "status": ("=", "pending"),
             },
             set_fields={"followup_sent": True, "updated_at": now},
+            remove_fields=CONFIG_ERROR_FIELDS,
+        )
+
+    def record_config_error(
+        self, hostname: str, *, owner: str, round: int, attempt: int, error: str, now: str
+    ) -> DomainRecord:
+        """Note that check ``attempt`` of ``round`` stopped on a configuration error.
+
+        Only while that check is the current one (pending, same owner and round, the
+        check not recorded yet or recorded with its follow-up unsent); otherwise
+        ConditionFailedError and nothing changes: a stale message never marks a newer
+        round.
+        """
+        return self._update(
+            hostname,
+            condition={
+                "owner": ("=", owner),
+                "round": ("=", round),
+                "status": ("=", "pending"),
+                "checks": ("in", [attempt - 1, attempt]),
+            },
+            set_fields={
+                "config_error": error[:LAST_ERROR_LIMIT],
+                "config_error_at": now,
+                "updated_at": now,
+            },
         )
 
     def start_round(self, record: DomainRecord, *, now: str) -> DomainRecord:
@@ -227,5 +264,5 @@ class DomainRepository:
                 "followup_sent": False,
                 "updated_at": now,
             },
-            remove_fields=("last_error", "last_checked_at"),
+            remove_fields=("last_error", "last_checked_at", *CONFIG_ERROR_FIELDS),
         )

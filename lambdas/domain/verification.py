@@ -220,6 +220,24 @@ def run_check(job: DomainCheck, parts: CheckParts, *, deadline: Deadline) -> Act
     return action
 
 
+def record_config_error(
+    job: DomainCheck, err: Exception, repository: DomainRepository, now: str
+) -> None:
+    """The config-error hook's work: the domain record says which setting stopped its
+    check (``domain status`` shows it); the worker sends the message to the DLQ."""
+    try:
+        repository.record_config_error(
+            job.hostname,
+            owner=job.owner,
+            round=job.round,
+            attempt=job.attempt,
+            error=str(err),
+            now=now,
+        )
+    except ConditionFailedError:
+        logger.info("configuration error not recorded: the record moved on or is gone")
+
+
 def record_refusal(
     job: DomainCheck, err: PermanentError, repository: DomainRepository, now: str
 ) -> None:

@@ -5,6 +5,10 @@ One place decides what happens to a record, from our error types alone:
 - the body does not parse or match its schema -> sent to the queue's DLQ at once
   (an operator can see it there), acknowledged here;
 - PermanentError -> the job's failure hook records the reason, acknowledged, never retried;
+- ConfigError (a missing or bad setting of the deployment) -> the job's config-error hook
+  records it on the record the job concerns, and the message goes to the DLQ at once
+  with its reason (``pixflare-error-kind: config``), acknowledged: retrying cannot help
+  until the setting is fixed, and then a redrive finishes the job;
 - anything else (TransientError, unknown exceptions) -> the message's visibility is set
   to an exponential backoff from its receive count, and it is reported as a batch item
   failure; after maxReceiveCount SQS moves it to the DLQ.
@@ -38,8 +42,10 @@ from lambdas.shared import aws
 from lambdas.shared.config import Settings, load_settings
 from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import (
+    ConfigError,
     InvalidMessageError,
     PermanentError,
+    PixflareError,
     TransientError,
     aws_errors,
 )
@@ -53,6 +59,22 @@ BACKOFF_CAP_SECONDS = 900
 MIN_SECONDS_TO_START = aws.MIN_CALL_SECONDS
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 REASON_ATTRIBUTE_LIMIT = 1000
+# The DLQ message attributes the runtime sets (contract: docs/operations.md).
+REASON_ATTRIBUTE = "pixflare-reason"
+ERROR_KIND_ATTRIBUTE = "pixflare-error-kind"
+SOURCE_MESSAGE_ATTRIBUTE = "pixflare-source-message-id"
+ERROR_KIND_INVALID = "invalid"
+ERROR_KIND_CONFIG = "config"
+
+
+def config_error_fix(queue: str) -> str:
+    """What to do about a worker's configuration error (``queue``: its `pixflare dlq` name)."""
+    return f"fix the setting, then `pixflare dlq redrive {queue}`"
+
+
+def config_error_reason(queue: str, err: ConfigError) -> str:
+    """The one-line DLQ reason of a job stopped by a configuration error."""
+    return f"configuration: {err}; {config_error_fix(queue)}"
 
 
 def backoff_seconds(receive_count: int, *, base: int | None = None, cap: int | None = None) -> int:
@@ -82,6 +104,7 @@ class JobContext:
 
 Process = Callable[[M, JobContext], Any]
 OnPermanentFailure = Callable[[M, PermanentError, JobContext], None]
+OnConfigError = Callable[[M, ConfigError, JobContext], None]
 
 
 class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
@@ -94,12 +117,15 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
         model: type[M],
         process: Process[M],
         on_permanent_failure: OnPermanentFailure[M] | None = None,
+        on_config_error: OnConfigError[M] | None = None,
         idempotent: bool = True,
     ) -> None:
         self.name = name
         self.model = model
         self.process = process
         self.on_permanent_failure = on_permanent_failure
+        # Records a configuration error on the record the job concerns (best effort).
+        self.on_config_error = on_config_error
         self.idempotent = idempotent
         self._runner: Callable[..., Any] | None = None
         self._runner_table: str | None = None
@@ -143,6 +169,9 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
                 except PermanentError as err:
                     self._give_up(job, err, job_context)
                     return
+                except ConfigError as err:
+                    self._stop_for_config(record, job, err, job_context, receive_count)
+                    return
                 except Exception as err:
                     self._retry_later(record, settings, err, receive_count)
                     raise
@@ -183,25 +212,30 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
         return self._runner
 
     # -- outcomes ----------------------------------------------------------------------
+    def _send_to_dlq(self, record: SQSRecord, dlq_url: str, reason: str, kind: str) -> None:
+        """The record's body to the DLQ, with why and what kind of failure (the contract)."""
+        with aws_errors(f"send {kind} message to the DLQ"):
+            aws.sqs().send_message(
+                QueueUrl=dlq_url,
+                MessageBody=record.body or "(empty body)",
+                MessageAttributes={
+                    REASON_ATTRIBUTE: {
+                        "DataType": "String",
+                        "StringValue": reason[:REASON_ATTRIBUTE_LIMIT],
+                    },
+                    ERROR_KIND_ATTRIBUTE: {"DataType": "String", "StringValue": kind},
+                    SOURCE_MESSAGE_ATTRIBUTE: {
+                        "DataType": "String",
+                        "StringValue": record.message_id,
+                    },
+                },
+            )
+
     def _reject(self, record: SQSRecord, settings: Settings, reason: str) -> None:
         """Invalid message: to the DLQ now, where an operator sees it; no retries."""
         dlq_url = settings.require("dlq_url")
         try:
-            with aws_errors("send invalid message to the DLQ"):
-                aws.sqs().send_message(
-                    QueueUrl=dlq_url,
-                    MessageBody=record.body or "(empty body)",
-                    MessageAttributes={
-                        "pixflare-reason": {
-                            "DataType": "String",
-                            "StringValue": reason[:REASON_ATTRIBUTE_LIMIT],
-                        },
-                        "pixflare-source-message-id": {
-                            "DataType": "String",
-                            "StringValue": record.message_id,
-                        },
-                    },
-                )
+            self._send_to_dlq(record, dlq_url, reason, ERROR_KIND_INVALID)
         except PermanentError:
             # The DLQ refused it (too large with our attributes, say): let SQS's own
             # redrive move it after maxReceiveCount receives instead. Nothing is lost.
@@ -214,6 +248,44 @@ class QueueWorker(Generic[M]):  # noqa: UP046  (M is shared with the job hooks)
         metrics.add_metric(name="MessageRejected", unit=MetricUnit.Count, value=1)
         logger.warning(
             "invalid message sent to the DLQ", extra={"reason": reason, "outcome": "rejected"}
+        )
+
+    def _stop_for_config(
+        self,
+        record: SQSRecord,
+        job: M,
+        err: ConfigError,
+        job_context: JobContext,
+        receive_count: int,
+    ) -> None:
+        """A setting is missing or bad: recorded where the job's record shows it, and the
+        message to the DLQ at once with a reason naming it; a redrive once it is fixed
+        finishes the job. If the DLQ cannot take it, SQS's redrive policy moves it after
+        maxReceiveCount receives instead (raised here, so it is retried until then)."""
+        reason = config_error_reason(self.name, err)
+        metrics.add_metric(name="JobConfigError", unit=MetricUnit.Count, value=1)
+        if self.on_config_error is not None:
+            try:
+                self.on_config_error(job, err, job_context)
+            except Exception as hook_err:  # the DLQ reason still names the setting
+                logger.warning(
+                    "configuration error not recorded on its record",
+                    extra={"reason": f"{type(hook_err).__name__}: {hook_err}"},
+                )
+        try:
+            self._send_to_dlq(
+                record, job_context.settings.require("dlq_url"), reason, ERROR_KIND_CONFIG
+            )
+        except PixflareError as send_err:
+            logger.error(
+                "configuration error; DLQ send failed, leaving it to the redrive policy",
+                extra={"reason": reason, "sendError": str(send_err), "outcome": "retry"},
+            )
+            self._retry_later(record, job_context.settings, err, receive_count)
+            raise TransientError(f"configuration error, message not moved: {err}") from None
+        logger.error(
+            "configuration error; message sent to the DLQ",
+            extra={"reason": reason, "outcome": "config-error"},
         )
 
     def _give_up(self, job: M, err: PermanentError, job_context: JobContext) -> None:

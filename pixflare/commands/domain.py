@@ -70,6 +70,11 @@ def _progress_text(view: DomainView) -> str:
     line += f", round {record.round})" if record.round > 1 else ")"
     if record.last_error:
         line += f"\n  last result: {record.last_error}"
+    if record.config_error:
+        line += (
+            f"\n  configuration error ({record.config_error_at}): {record.config_error}"
+            f"\n  its check was moved to the domain DLQ: {view.config_error_fix}"
+        )
     return line
 
 

@@ -34,6 +34,7 @@ from typing import IO, Any, TextIO
 import boto3
 from botocore.config import Config
 
+from lambdas.shared.config import SETTINGS
 from lambdas.shared.errors import ConfigError
 from layers import build
 from pixflare.local.cron import Schedule
@@ -49,7 +50,7 @@ from pixflare.local.pollers import QueuePoller
 from pixflare.local.scheduler import RuleScheduler, ScheduledRun, parse_rule_schedule
 from pixflare.local.synth import SynthError, synthesize_template
 from pixflare.local.template import CREATED_TYPES, Provisioner, RuleSpec
-from pixflare.resolve import OUTPUTS_BUCKET, outputs_key
+from pixflare.resolve import OUTPUTS_BUCKET, RUNTIME_SETTINGS_OUTPUT, outputs_key
 
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -65,6 +66,37 @@ _DUMMY_CREDENTIALS = {
 
 class LocalStackError(RuntimeError):
     """The local stack could not start (the message says why)."""
+
+
+# The runtime settings the stack may publish: never a secret, never a resource name.
+PUBLISHED_SETTINGS = frozenset(
+    spec.env for spec in SETTINGS.values() if not spec.resource and not spec.secret
+)
+
+
+def effective_outputs(outputs: Mapping[str, str], stack_env: Mapping[str, str]) -> dict[str, str]:
+    """The template's outputs with its RuntimeSettings as the functions run with them: the
+    template's values, then the runtime settings of the stack's own environment, which
+    win for every function (pixflare.local.functions.function_environment); secrets are
+    left out. So `pixflare --endpoint` in a clean shell agrees with the workers."""
+    raw = outputs.get(RUNTIME_SETTINGS_OUTPUT)
+    try:
+        deployed = json.loads(raw) if raw else {}
+    except ValueError:
+        deployed = None
+    if not isinstance(deployed, dict):
+        raise LocalStackError(f"the template's {RUNTIME_SETTINGS_OUTPUT} is not a JSON object")
+    overrides = {k: v for k, v in stack_env.items() if k in PUBLISHED_SETTINGS}
+    if not raw and not overrides:
+        return dict(outputs)
+    runtime = {
+        **{str(k): str(v) for k, v in deployed.items() if k in PUBLISHED_SETTINGS},
+        **overrides,
+    }
+    return {
+        **outputs,
+        RUNTIME_SETTINGS_OUTPUT: json.dumps(dict(sorted(runtime.items())), separators=(",", ":")),
+    }
 
 
 def default_stack_name() -> str:
@@ -208,10 +240,7 @@ class LocalStack:
         self._say(f"ready: {self.endpoint}")
         if self.api_url:
             self._say(f"api: {self.api_url}")
-        self._say(
-            f"  export AWS_ENDPOINT_URL={self.endpoint}  "
-            f"# then: pixflare upload photo.jpg --owner me --album trip --wait 30"
-        )
+        # (`pixflare local up` adds how to point the CLI at it: the demo's stack stops.)
         return self
 
     def _backup_private_endpoints_allowed(self) -> bool:
@@ -221,11 +250,21 @@ class LocalStack:
         )
 
     def stop(self) -> None:
+        """About a second, whatever is running (bench/local_stop.py measures it)."""
         self._stop.set()
-        # Kill the execution environments first: an invocation still running fails
-        # (its messages stay on the queue), as when Lambda is torn down under it.
-        for function in self.functions.values():
-            function.close()
+        # Kill the execution environments first, every function's at once: an
+        # invocation still running fails (its messages stay on the queue), as when
+        # Lambda is torn down under it.
+        closers = [
+            threading.Thread(target=function.close, name=f"close-{function.name}", daemon=True)
+            for function in self.functions.values()
+        ]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(STOP_GRACE_SECONDS * 2)
+        # The batches still running end as their environments die; a poller's long poll
+        # in flight is not waited for (pixflare.local.pollers.QueuePoller.join).
         for poller in self.pollers:
             poller.join(STOP_GRACE_SECONDS)
         if self.scheduler is not None:
@@ -305,14 +344,15 @@ class LocalStack:
             self._say(f"not created locally: {listed}")
         provisioner.provision()
         self.provisioner = provisioner
-        self.outputs = provisioner.outputs()
+        self.outputs = effective_outputs(provisioner.outputs(), self.env)
         self._publish_outputs()
         created = Counter(p.type for p in provisioner.created.values() if p.type in CREATED_TYPES)
         listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(created.items()))
         self._say(f"created: {listed}")
 
     def _publish_outputs(self) -> None:
-        """The outputs document `pixflare --endpoint` reads (pixflare.resolve)."""
+        """The outputs document `pixflare --endpoint` reads (pixflare.resolve), its
+        RuntimeSettings the effective ones (:func:`effective_outputs`)."""
         s3 = self.client("s3")
         s3.create_bucket(Bucket=OUTPUTS_BUCKET)
         s3.put_object(

@@ -23,6 +23,10 @@ from lambdas.shared.config import Settings
 from lambdas.shared.errors import ConditionFailedError, PermanentError
 from lambdas.shared.keys import InvalidNameError, validate_segment
 from lambdas.shared.producers import enqueue_domain_check
+from lambdas.shared.worker import config_error_fix
+
+# `pixflare dlq` names the queue a domain check waits in after a configuration error.
+DOMAIN_QUEUE = "domain"
 
 TOKEN_BYTES = 24  # 192 bits
 
@@ -45,9 +49,17 @@ class DomainView:
     created: bool = False
     check_enqueued: bool = False
 
+    @property
+    def config_error_fix(self) -> str | None:
+        """What to do about the record's configuration error, if it has one."""
+        return config_error_fix(DOMAIN_QUEUE) if self.record.config_error else None
+
     def to_dict(self) -> dict[str, Any]:
+        status = self.record.to_status(self.target)
+        if status["config_error"] is not None:
+            status["config_error"] = {**status["config_error"], "fix": self.config_error_fix}
         return {
-            **self.record.to_status(self.target),
+            **status,
             "max_checks": self.max_checks,
             "created": self.created,
             "check_enqueued": self.check_enqueued,

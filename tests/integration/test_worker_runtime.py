@@ -8,14 +8,14 @@ import boto3
 import pytest
 
 from lambdas.shared import aws, worker
-from lambdas.shared.errors import NotFoundError, TransientError
+from lambdas.shared.errors import ConfigError, NotFoundError, TransientError
 from lambdas.shared.messages import VariantJob
 from lambdas.shared.worker import JobContext, QueueWorker
 from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.env import use_env
 from tests.support.events import FakeLambdaContext, event_from_received
 
-GOOD_1, GOOD_2, TRANSIENT, PERMANENT = (c * 32 for c in "1234")
+GOOD_1, GOOD_2, TRANSIENT, PERMANENT, MISCONFIGURED = (c * 32 for c in "12345")
 
 
 class Recorder:
@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self) -> None:
         self.processed: list[str] = []
         self.permanent: list[tuple[str, str]] = []
+        self.config_errors: list[tuple[str, str]] = []
 
     def process(self, job: VariantJob, ctx: JobContext) -> None:
         self.processed.append(job.image_id)
@@ -31,9 +32,14 @@ class Recorder:
             raise TransientError("S3 said SlowDown")
         if job.image_id == PERMANENT:
             raise NotFoundError("image record gone")
+        if job.image_id == MISCONFIGURED:
+            raise ConfigError("IMAGES_BUCKET is not set")
 
     def on_permanent(self, job: VariantJob, err: Exception, ctx: JobContext) -> None:
         self.permanent.append((job.image_id, str(err)))
+
+    def on_config_error(self, job: VariantJob, err: ConfigError, ctx: JobContext) -> None:
+        self.config_errors.append((job.image_id, str(err)))
 
 
 @pytest.fixture
@@ -54,6 +60,7 @@ def variant_worker(recorder: Recorder) -> QueueWorker[VariantJob]:
         model=VariantJob,
         process=recorder.process,
         on_permanent_failure=recorder.on_permanent,
+        on_config_error=recorder.on_config_error,
     )
 
 
@@ -115,6 +122,7 @@ def test_mixed_batch_fails_only_the_transient_record(
     assert dead[0]["Body"] == '{"v": 1, "imageId": "../../etc/passwd", "owner": "alice"}'
     reason = dead[0]["MessageAttributes"]["pixflare-reason"]["StringValue"]
     assert "imageId" in reason
+    assert dead[0]["MessageAttributes"]["pixflare-error-kind"]["StringValue"] == "invalid"
     assert (
         dead[0]["MessageAttributes"]["pixflare-source-message-id"]["StringValue"] == ids["invalid"]
     )
@@ -300,3 +308,95 @@ def test_backoff_that_cannot_be_set_still_leaves_the_job_to_be_retried(
     # Lambda deletes the succeeded record, not us: in this test both are still there.
     assert int(attributes["ApproximateNumberOfMessages"]) == 0
     assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 2
+
+
+def test_config_error_goes_to_the_dlq_at_once_named_and_recorded(
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
+    visibility_changes: list[dict[str, Any]],
+) -> None:
+    # Given a batch of a job that stops on a missing setting, and a good one
+    queue = env.queue_urls["variant"]
+    misconfigured_id = send(queue, job_body(MISCONFIGURED))
+    send(queue, job_body(GOOD_1))
+    messages = receive_all(queue)
+
+    # When the worker handles it
+    response = variant_worker.handle(
+        event_from_received(messages, env.queue_arns["variant"]), FakeLambdaContext()
+    )
+
+    # Then both are acknowledged: the misconfigured one is not retried (no backoff)
+    assert response == {"batchItemFailures": []}
+    assert visibility_changes == []
+    # and the job's hook recorded the error where the job's record shows it
+    assert recorder.config_errors == [(MISCONFIGURED, "IMAGES_BUCKET is not set")]
+    assert recorder.permanent == []
+    # and the message is in the DLQ now, its reason naming the setting and what to do
+    [dead] = receive_all(env.dlq_urls["variant"])
+    assert dead["Body"] == job_body(MISCONFIGURED)
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes == {
+        "pixflare-reason": "configuration: IMAGES_BUCKET is not set; "
+        "fix the setting, then `pixflare dlq redrive test-variant`",
+        "pixflare-error-kind": "config",
+        "pixflare-source-message-id": misconfigured_id,
+    }
+
+    # and once redriven (the setting fixed), the job runs again: no idempotency record
+    # of the stopped run holds it back
+    fixed = QueueWorker(name="test-variant", model=VariantJob, process=lambda job, ctx: None)
+    again = fixed.handle(
+        event_from_received([dead], env.queue_arns["variant"]), FakeLambdaContext()
+    )
+    assert again == {"batchItemFailures": []}
+
+
+def test_config_error_is_left_to_the_redrive_policy_when_the_dlq_refuses_it(
+    env: Resources,
+    variant_worker: QueueWorker[VariantJob],
+    recorder: Recorder,
+    visibility_changes: list[dict[str, Any]],
+) -> None:
+    from tests.support.faults import THROTTLE, FaultPlan, inject
+
+    # Given a job that stops on a missing setting
+    queue = env.queue_urls["variant"]
+    misconfigured_id = send(queue, job_body(MISCONFIGURED))
+    messages = receive_all(queue)
+
+    # When the DLQ refuses the worker's send
+    with inject(FaultPlan(targets=("sqs.SendMessage",), kind=THROTTLE)) as plan:
+        response = variant_worker.handle(
+            event_from_received(messages, env.queue_arns["variant"]), FakeLambdaContext()
+        )
+
+    # Then the message is not acknowledged: retried with backoff, and after
+    # maxReceiveCount SQS's redrive policy moves it to the DLQ; nothing is lost
+    assert plan.injected["sqs.SendMessage"] >= 1
+    assert response == {"batchItemFailures": [{"itemIdentifier": misconfigured_id}]}
+    assert [c["VisibilityTimeout"] for c in visibility_changes] == [30]
+    assert receive_all(env.dlq_urls["variant"]) == []
+    # and the error was still recorded on the job's record
+    assert recorder.config_errors == [(MISCONFIGURED, "IMAGES_BUCKET is not set")]
+
+
+def test_config_error_reaches_the_dlq_even_when_its_hook_fails(
+    env: Resources, recorder: Recorder
+) -> None:
+    def broken_hook(job: VariantJob, err: ConfigError, ctx: JobContext) -> None:
+        raise ConfigError("IMAGES_TABLE is not set")
+
+    stopped = QueueWorker(
+        name="test-variant", model=VariantJob, process=recorder.process, on_config_error=broken_hook
+    )
+    queue = env.queue_urls["variant"]
+    send(queue, job_body(MISCONFIGURED))
+    response = stopped.handle(
+        event_from_received(receive_all(queue), env.queue_arns["variant"]), FakeLambdaContext()
+    )
+    assert response == {"batchItemFailures": []}
+    [dead] = receive_all(env.dlq_urls["variant"])
+    reason = dead["MessageAttributes"]["pixflare-reason"]["StringValue"]
+    assert reason.startswith("configuration: IMAGES_BUCKET is not set;")
