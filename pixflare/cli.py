@@ -5,6 +5,8 @@ Every module in ``pixflare/commands/`` registers its subcommands. Global options
 subcommand and, where the subcommand has no option of the same name, after it
 (``pixflare status ID --json``). ``backup set`` has its own ``--endpoint`` (the
 destination's); give the stack's before the subcommand or as AWS_ENDPOINT_URL.
+``local up`` and ``demo`` run a stack of their own: they take ``--json`` only, and
+refuse the other global options.
 
 Output: stdout carries the command's result only (with ``--json``, one JSON
 document). Log lines of the shared Powertools logger go to stderr, tagged
@@ -36,8 +38,10 @@ from botocore.exceptions import (
 from lambdas.shared.aws import reset_clients
 from lambdas.shared.config import Settings, reset_settings
 from lambdas.shared.errors import PixflareError
+from lambdas.shared.images import ImageRepository
 from pixflare import commands
 from pixflare.context import CommandContext, CommandError
+from pixflare.operations.images import resolve_image_id
 from pixflare.resolve import DEFAULT_STACK_NAME, LOCAL_REGION, resolve_settings
 
 PROG = "pixflare"
@@ -105,8 +109,18 @@ def walk_subcommands(parser: CommandParser) -> Iterator[tuple[list[str], Command
             yield [name, *path], deeper
 
 
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Add the global options to ``parser`` (skipping any it defines itself)."""
+# A subcommand that does not use every global option lists the ones it does:
+# ``set_defaults(global_options=("--json",))``. The others are left out of its help
+# and refused when given (:func:`refused_global_option`), before or after it.
+GLOBAL_OPTIONS_DEFAULT = "global_options"
+_REFUSED_PREFIX = "refused_"
+
+
+def _global_options(
+    parser: argparse.ArgumentParser, *, suppress: bool, accepted: Sequence[str] | None = None
+) -> None:
+    """Add the global options to ``parser`` (skipping any it defines itself); those not in
+    ``accepted`` (when given) hidden, under a dest that marks them as given."""
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
@@ -152,10 +166,48 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         ),
     ]
     for flag, kwargs in options:
+        if accepted is not None and flag not in accepted:
+            kwargs = {
+                **kwargs,
+                "dest": _REFUSED_PREFIX + kwargs["dest"],
+                "default": argparse.SUPPRESS,
+                "help": argparse.SUPPRESS,
+            }
         # A subcommand with an option of its own by that name (``backup set --endpoint``)
         # keeps it: argparse refuses the duplicate with ArgumentError.
         with contextlib.suppress(argparse.ArgumentError):
             parser.add_argument(flag, **kwargs)
+
+
+def refused_global_option(args: argparse.Namespace) -> str | None:
+    """The global option given to a subcommand that does not use it, as a one-line
+    reason; None when there is none. Before the subcommand, an option counts as given
+    when it differs from its default (AWS_ENDPOINT_URL in the shell is not a --endpoint)."""
+    accepted = getattr(args, GLOBAL_OPTIONS_DEFAULT, None)
+    if accepted is None:
+        return None
+    before_subcommand = {
+        "--endpoint": args.target_endpoint not in (None, os.environ.get("AWS_ENDPOINT_URL")),
+        "--json": bool(args.json_output),
+        "--stack": args.stack_name != default_stack_name(),
+        "--region": args.region is not None,
+    }
+    after_subcommand = {
+        "--endpoint": "target_endpoint",
+        "--json": "json_output",
+        "--stack": "stack_name",
+        "--region": "region",
+    }
+    for flag, dest in after_subcommand.items():
+        if flag in accepted:
+            continue
+        if before_subcommand[flag] or hasattr(args, _REFUSED_PREFIX + dest):
+            takes = f" (it takes {', '.join(accepted)})" if accepted else ""
+            return (
+                f"{flag} does not apply to `{PROG} {args.command_path}`: it runs its own "
+                f"stack on this machine{takes}"
+            )
+    return None
 
 
 def build_parser() -> CommandParser:
@@ -171,8 +223,11 @@ def build_parser() -> CommandParser:
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)
-    for sub in dict.fromkeys(sub for _, sub in walk_subcommands(parser)):
-        _global_options(sub, suppress=True)
+    for path, sub in walk_subcommands(parser):
+        accepted = sub.get_default(GLOBAL_OPTIONS_DEFAULT)
+        if accepted is not None:
+            sub.set_defaults(command_path=" ".join(path))
+        _global_options(sub, suppress=True, accepted=accepted)
     return parser
 
 
@@ -280,6 +335,12 @@ def main(
     if func is None:
         parser.print_help(err_stream)
         return 2
+    refused = refused_global_option(args)
+    if refused:
+        err_stream.write(f"{PROG}: {refused}\n")
+        return 2
+    if "--endpoint" not in getattr(args, GLOBAL_OPTIONS_DEFAULT, ("--endpoint",)):
+        endpoint = None  # AWS_ENDPOINT_URL is for the commands that talk to a stack
     ctx = LazyCommandContext(
         settings=None,  # type: ignore[arg-type]
         endpoint=endpoint,
@@ -298,6 +359,11 @@ def main(
     try:
         with logs_to(err_stream):
             prepare_environment(endpoint, region)
+            if isinstance(getattr(args, "image_id", None), str):
+                # Every command's IMAGE_ID, here once: a full id, or a unique prefix.
+                args.image_id = resolve_image_id(
+                    args.image_id, lambda: ImageRepository(ctx.settings.require("images_table"))
+                )
             return int(func(args, ctx) or 0)
     except KeyboardInterrupt:
         err_stream.write(f"{PROG}: interrupted\n")

@@ -7,7 +7,10 @@ each page, in this order, every step idempotent:
 1. every object of every image (DeleteObjects, up to 1000 keys a call, across images);
 2. a backup delete for images whose owner has a destination and whose backup may
    exist (its requestedAt is the soft-delete time, so a re-sent job is the same job);
-3. the records and their path claims, in one transaction.
+3. the records with their path claims and id-prefix entries, in transactions.
+
+``pixflare delete ID --purge`` removes one image the same way, with these functions
+(its backup removed at once rather than queued: the name may be reused right after).
 
 A crash after 1 or 2 leaves the records in the index, so the next run repeats the
 page; deleting an absent object or re-sending the same backup job does no harm.
@@ -31,13 +34,13 @@ from lambdas.shared.clock import iso
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import DestinationRepository
 from lambdas.shared.errors import PermanentError
-from lambdas.shared.images import ImageRecord, ImageRepository
+from lambdas.shared.images import ImageRecord, ImageRepository, is_purge_due
 from lambdas.shared.keys import ImagePath, InvalidNameError, parse_key
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.objects import ImagesBucket, ListedObject
 
-# 50 images x 9 keys fit one DeleteObjects call; 50 records + 50 claims fit one
-# transaction (DynamoDB allows 100 actions).
+# 50 images x 9 keys fit one DeleteObjects call (the records' deletion splits itself into
+# transactions within DynamoDB's 100 actions).
 MAX_IMAGES_PER_TRANSACTION = 50
 EXPIRED_PAGE_SIZE = MAX_IMAGES_PER_TRANSACTION
 LIST_PAGE_SIZE = 1000
@@ -60,6 +63,14 @@ def image_object_keys(record: ImageRecord) -> list[str]:
     keys.update(info.key for info in record.variants.values())
     # Only this image's own prefix: a corrupt record must never point the job elsewhere.
     return sorted(key for key in keys if key.startswith(prefix))
+
+
+def delete_image_objects(records: Iterable[ImageRecord], default_bucket: str) -> int:
+    """Every object of every image, by bucket (DeleteObjects; absent keys are no error)."""
+    by_bucket: dict[str, list[str]] = {}
+    for record in records:
+        by_bucket.setdefault(record.bucket or default_bucket, []).extend(image_object_keys(record))
+    return sum(ImagesBucket(bucket).delete(keys) for bucket, keys in by_bucket.items())
 
 
 def backup_delete_jobs(
@@ -176,17 +187,11 @@ class CleanupJob:
             cutoff, limit=self.expired_page_size, start_key=start_key
         )
         # The index is eventually consistent: trust the record's own fields.
-        records = [r for r in found if r.deleted_at is not None and r.deleted_at < cutoff]
+        retention = self.settings.soft_delete_retention_days
+        records = [r for r in found if is_purge_due(r, self.now, retention)]
         counts = {"expired_images": len(records)}
         if records:
-            by_bucket: dict[str, list[str]] = {}
-            for record in records:
-                by_bucket.setdefault(record.bucket or self.bucket, []).extend(
-                    image_object_keys(record)
-                )
-            counts["objects_deleted"] = sum(
-                ImagesBucket(bucket).delete(keys) for bucket, keys in by_bucket.items()
-            )
+            counts["objects_deleted"] = delete_image_objects(records, self.bucket)
             backed_up = {r.owner for r in records if r.backup_status in BACKED_UP_STATUSES}
             with_destination = (
                 self.destinations.owners_among(backed_up) if self.destinations else set()

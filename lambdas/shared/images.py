@@ -1,4 +1,5 @@
-"""The images table: image records and the path claims that keep object keys unique.
+"""The images table: image records, the path claims that keep object keys unique, and
+the id prefix items that let a short id (its first 8 characters) find its image.
 
 Access patterns and the keys or indexes serving them are listed in
 docs/internals.md. Nothing here scans the table.
@@ -7,6 +8,7 @@ docs/internals.md. Nothing here scans the table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lambdas.shared import aws
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.dynamo import from_item, serialize, to_item, update_expression
-from lambdas.shared.errors import ConditionFailedError, PermanentError, aws_errors
-from lambdas.shared.keys import ImagePath
+from lambdas.shared.errors import ConditionFailedError, PermanentError, PixflareError, aws_errors
+from lambdas.shared.keys import IMAGE_ID, ImagePath
 
 VariantsStatus = Literal["pending", "ready", "failed"]
 BackupStatus = Literal["none", "pending", "synced", "failed", "deleted"]
@@ -31,6 +33,15 @@ DELETED_PARTITION = "deleted"
 
 # The largest original accepted: at upload, and when the variant function fetches one.
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+# The shortest image id prefix looked up (as the demo prints ids), and the prefix items'
+# key: ``idprefix#<first 8 hex>`` holds the string set ``image_ids`` of the full ids
+# starting so, written and removed in the same transaction as the record.
+ID_PREFIX_CHARS = 8
+ID_PREFIX_SET = "image_ids"
+# Each removed record takes 3 actions (record, claim, its prefix item at most): 33 x 3
+# stay within DynamoDB's 100 actions a transaction.
+MAX_RECORDS_PER_TRANSACTION = 33
 
 
 class NameTakenError(PermanentError):
@@ -127,6 +138,28 @@ def claim_pk(path: ImagePath) -> str:
     return f"path#{path.claim}"
 
 
+def id_prefix_pk(image_id: str) -> str:
+    return f"idprefix#{image_id[:ID_PREFIX_CHARS]}"
+
+
+def purge_due_at(deleted_at: str, retention_days: int) -> datetime:
+    """When a soft-deleted image becomes due: the first daily cleanup after this purges
+    it (and frees its name). The one rule the cleanup and the messages use."""
+    moment = datetime.fromisoformat(deleted_at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment + timedelta(days=retention_days)
+
+
+def iso_seconds(moment: datetime) -> str:
+    """A moment for people to read: ISO 8601 in UTC to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_purge_due(record: ImageRecord, now: datetime, retention_days: int) -> bool:
+    return record.deleted_at is not None and purge_due_at(record.deleted_at, retention_days) < now
+
+
 def album_key(owner: str, album: str) -> str:
     """The by-album index's partition: one owner's album."""
     return f"{owner}/{album}"
@@ -159,7 +192,8 @@ class ImageRepository:
         return ImageRecord.model_validate(from_item(item)) if item else None
 
     def create(self, record: ImageRecord, extra: Mapping[str, Any] | None = None) -> None:
-        """Write the record and claim its path in one transaction."""
+        """Write the record, claim its path and add its id to its prefix item, in one
+        transaction."""
         data = {
             "pk": image_pk(record.image_id),
             "album_key": album_key(record.owner, record.album),
@@ -189,6 +223,7 @@ class ImageRepository:
                                 "ConditionExpression": "attribute_not_exists(pk)",
                             }
                         },
+                        self._id_prefix_action("ADD", [record.image_id]),
                     ]
                 )
         except ConditionFailedError:
@@ -304,26 +339,110 @@ class ImageRepository:
             condition_values={":status": status, ":since": since},
         )
 
+    def update_if_never_backed_up(self, image_id: str, set_fields: Mapping[str, Any]) -> None:
+        """Update only if the image is not soft-deleted and still has no backup status
+        (``none``: uploaded while its owner had no destination)."""
+        self.update(
+            image_id,
+            set_fields,
+            condition="attribute_not_exists(deleted_at) AND "
+            "(attribute_not_exists(#bs) OR #bs = :none)",
+            condition_names={"#bs": "backup_status"},
+            condition_values={":none": "none"},
+        )
+
     def delete(self, record: ImageRecord) -> None:
         """Remove the record and its path claim together (already gone counts as done)."""
         self.delete_many([record])
 
     def delete_many(self, records: Sequence[ImageRecord]) -> int:
-        """Each record with its path claim, all in one transaction (absent items are no
-        error; at most 50 records: DynamoDB allows 100 actions a transaction)."""
-        actions: list[Any] = [
-            {"Delete": {"TableName": self.table, "Key": {"pk": serialize(pk)}}}
-            for record in records
-            for pk in (image_pk(record.image_id), claim_pk(record.path))
-        ]
-        what = (
-            f"delete image {records[0].image_id}"
-            if len(records) == 1
-            else (f"delete {len(records)} image records")
-        )
-        with aws_errors(what):
-            aws.dynamodb().transact_write_items(TransactItems=actions)
+        """Each record with its path claim and its id in the prefix item, in transactions
+        of at most MAX_RECORDS_PER_TRANSACTION records (a record never spans two);
+        absent items are no error."""
+        for start in range(0, len(records), MAX_RECORDS_PER_TRANSACTION):
+            chunk = records[start : start + MAX_RECORDS_PER_TRANSACTION]
+            actions: list[Any] = [
+                {"Delete": {"TableName": self.table, "Key": {"pk": serialize(pk)}}}
+                for record in chunk
+                for pk in (image_pk(record.image_id), claim_pk(record.path))
+            ]
+            actions.extend(self._id_prefix_removals(r.image_id for r in chunk))
+            what = (
+                f"delete image {chunk[0].image_id}"
+                if len(chunk) == 1
+                else (f"delete {len(chunk)} image records")
+            )
+            with aws_errors(what):
+                aws.dynamodb().transact_write_items(TransactItems=actions)
+            self._drop_empty_id_prefixes(r.image_id for r in chunk)
         return len(records)
+
+    def restore(self, image_id: str) -> ImageRecord | None:
+        """Undo a soft delete (the fields it set); ConditionFailedError if the image is
+        gone or not deleted."""
+        return self.update(
+            image_id,
+            remove_fields=["deleted_at", "deleted_pk"],
+            condition="attribute_exists(deleted_at)",
+            return_new=True,
+        )
+
+    # -- id prefixes ------------------------------------------------------------------------
+    def _id_prefix_action(self, verb: Literal["ADD", "DELETE"], ids: Sequence[str]) -> Any:
+        """ADD ids to, or DELETE them from, their (one) prefix item's set."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": serialize(id_prefix_pk(ids[0]))},
+                "UpdateExpression": f"{verb} #ids :ids",
+                "ExpressionAttributeNames": {"#ids": ID_PREFIX_SET},
+                "ExpressionAttributeValues": {":ids": {"SS": sorted(set(ids))}},
+            }
+        }
+
+    def _id_prefix_removals(self, image_ids: Iterable[str]) -> list[Any]:
+        """One action per prefix item (a transaction may touch an item only once)."""
+        by_prefix: dict[str, list[str]] = {}
+        for image_id in image_ids:
+            by_prefix.setdefault(id_prefix_pk(image_id), []).append(image_id)
+        return [self._id_prefix_action("DELETE", ids) for ids in by_prefix.values()]
+
+    def _drop_empty_id_prefixes(self, image_ids: Iterable[str]) -> None:
+        """Remove prefix items whose set the removal emptied (DynamoDB drops an empty set,
+        not the item; a record made before prefix items existed leaves one such).
+        Conditional, so an id added meanwhile keeps its item; a failure leaves an empty
+        item, which no lookup minds."""
+        for pk in sorted({id_prefix_pk(image_id) for image_id in image_ids}):
+            try:
+                with aws_errors(f"drop empty {pk}"):
+                    aws.dynamodb().delete_item(
+                        TableName=self.table,
+                        Key={"pk": serialize(pk)},
+                        ConditionExpression="attribute_not_exists(#ids)",
+                        ExpressionAttributeNames={"#ids": ID_PREFIX_SET},
+                    )
+            except PixflareError:
+                continue
+
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        """The image ids starting with ``prefix`` (at least ID_PREFIX_CHARS lowercase hex),
+        from its prefix item: records made before prefix items existed are not there."""
+        if len(prefix) < ID_PREFIX_CHARS:
+            raise ValueError(f"an id prefix has at least {ID_PREFIX_CHARS} characters")
+        with aws_errors(f"look up image ids starting {prefix}"):
+            response = aws.dynamodb().get_item(
+                TableName=self.table,
+                Key={"pk": serialize(id_prefix_pk(prefix))},
+                ConsistentRead=True,
+            )
+        ids = from_item(response.get("Item") or {}).get(ID_PREFIX_SET) or []
+        return sorted(str(i) for i in ids if IMAGE_ID.fullmatch(str(i)) and i.startswith(prefix))
+
+    def get_many(self, image_ids: Iterable[str]) -> list[ImageRecord]:
+        """The records of these ids that exist (BatchGetItem), in no particular order."""
+        keys = [{"pk": serialize(image_pk(i))} for i in dict.fromkeys(image_ids)]
+        items = aws.batch_get_items(self.table, keys, "get images", ConsistentRead=True)
+        return [ImageRecord.model_validate(from_item(item)) for item in items]
 
     def claimed_paths(self, paths: Iterable[ImagePath]) -> dict[str, str]:
         """Which of these paths belong to an image: claim -> imageId, by BatchGetItem."""
@@ -408,6 +527,17 @@ class ImageRepository:
             filter_expression="attribute_not_exists(deleted_at)",
         )
 
+    @staticmethod
+    def listing_key(record: ImageRecord, *, album: str | None) -> dict[str, Any]:
+        """The ExclusiveStartKey that continues ``list_for_owner`` after ``record``."""
+        partition = (
+            {"owner": record.owner}
+            if album is None
+            else {"album_key": album_key(record.owner, album)}
+        )
+        data = {"pk": image_pk(record.image_id), **partition, "created_at": record.created_at}
+        return to_item(data)
+
     def delete_expired_reservation(self, record: ImageRecord, now: str) -> bool:
         """Free a name held by a reservation whose upload never arrived (the record and
         its claim, in one transaction); False when it is not such a reservation (any more)."""
@@ -438,10 +568,12 @@ class ImageRepository:
                                 "ExpressionAttributeValues": {":id": serialize(record.image_id)},
                             }
                         },
+                        self._id_prefix_action("DELETE", [record.image_id]),
                     ]
                 )
         except ConditionFailedError:
             return False
+        self._drop_empty_id_prefixes([record.image_id])
         return True
 
     def by_backup_state(

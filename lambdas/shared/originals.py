@@ -42,6 +42,8 @@ from lambdas.shared.images import (
     ImageRepository,
     NameTakenError,
     backup_state_fields,
+    iso_seconds,
+    purge_due_at,
 )
 from lambdas.shared.keys import IMAGE_ID, ORIGINAL, ImagePath, InvalidNameError, parse_key
 from lambdas.shared.objects import ImagesBucket, ObjectHead
@@ -167,13 +169,24 @@ def reserve_upload(
         holder = _record_for_path(images, path)
         if holder is not None and holder.deleted_at:
             raise NameTakenError(
-                f"{path.claim} belongs to a deleted image ({holder.image_id}) until the "
-                "daily cleanup removes it; choose another name or album"
+                deleted_name_message(path, holder, settings.soft_delete_retention_days)
             ) from None
         if holder is None or not images.delete_expired_reservation(holder, iso(now)):
             raise taken
         images.create(record)
     return record
+
+
+def deleted_name_message(path: ImagePath, holder: ImageRecord, retention_days: int) -> str:
+    """Why a soft-deleted image's name is still taken, until when, and the way out."""
+    assert holder.deleted_at is not None
+    due = iso_seconds(purge_due_at(holder.deleted_at, retention_days))
+    return (
+        f"{path.claim} belongs to a deleted image ({holder.image_id}) until the first daily "
+        f"cleanup after {due} removes it: `pixflare restore {holder.image_id}` undeletes it, "
+        f"`pixflare delete {holder.image_id} --purge` frees the name now; "
+        "or choose another name or album"
+    )
 
 
 def _record_for_path(images: ImageRepository, path: ImagePath) -> ImageRecord | None:

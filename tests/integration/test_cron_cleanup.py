@@ -96,12 +96,14 @@ def test_expired_soft_deletes_go_and_recent_ones_stay(env: Resources) -> None:
     # When cleanup runs
     report = run_to_completion("cleanup", load_settings(), DAYS_LATER)
 
-    # Then the expired image has no object, no record and no path claim left
+    # Then the expired image has no object, no record, no path claim and no id prefix left
     images = ImageRepository(env.tables["images"])
     remaining = keys(env)
     assert not any(k.startswith(expired.path.prefix) for k in remaining)
     assert images.get(expired.image_id) is None
     assert not claim_exists(env, expired)
+    assert images.ids_with_prefix(expired.image_id[:8]) == []
+    assert images.ids_with_prefix(recent.image_id[:8]) == [recent.image_id]
     # and its backup delete was queued, carrying what the backup worker needs
     [message] = receive_all(env.queue_urls["backup"])
     body = json.loads(message["Body"])

@@ -6,6 +6,7 @@ import argparse
 import io
 from pathlib import Path
 
+import boto3
 import pytest
 
 from lambdas.shared.config import load_settings
@@ -14,7 +15,7 @@ from lambdas.shared.keys import ImagePath
 from lambdas.shared.originals import store_upload
 from pixflare.commands import images
 from pixflare.context import CommandContext, CommandError
-from tests.support.aws_resources import Resources
+from tests.support.aws_resources import REGION, Resources, receive_all
 from tests.support.env import use_env
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -78,3 +79,56 @@ def test_upload_of_several_files_reports_those_stored_before_one_is_refused(
     )
     assert "alice/a/b.jpg already exists" in message
     assert f"a.jpg -> {claimed['alice/a/a.jpg']}" in message
+
+
+# -- restore and purge ----------------------------------------------------------------------
+class Terminal(io.StringIO):
+    """Standard input as a person at a terminal types it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_restore_queues_the_variants_a_deleted_image_missed(env: Resources) -> None:
+    # Given an image deleted before its variant job ran (the job skips deleted images)
+    record = store_upload(load_settings(), JPEG, owner="alice", album="a", filename="p.jpg").record
+    assert len(receive_all(env.queue_urls["variant"])) == 1  # consumed: skipped as deleted
+    pixflare("delete", record.image_id)
+    # When it is restored, its variants are queued again
+    text = pixflare("restore", record.image_id)
+    assert text.startswith(f"{record.image_id} restored: alice/a/p.jpg is back")
+    assert "variants are queued again" in text
+    [message] = receive_all(env.queue_urls["variant"])
+    assert record.image_id in message["Body"]
+    assert ImageRepository(env.tables["images"]).get(record.image_id).deleted_at is None  # type: ignore[union-attr]
+
+
+def test_purge_asks_on_a_terminal_and_no_keeps_everything(
+    env: Resources, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = store_upload(load_settings(), JPEG, owner="alice", album="a", filename="p.jpg").record
+    repository = ImageRepository(env.tables["images"])
+    # Answered no: nothing removed
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    err = io.StringIO()
+    parser = argparse.ArgumentParser(prog="pixflare")
+    images.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["delete", record.image_id, "--purge"])
+    with pytest.raises(CommandError, match="not purged: nothing was removed"):
+        args.func(args, CommandContext(load_settings(), stdout=io.StringIO(), stderr=err))
+    assert f"purge image {record.image_id} (alice/a/p.jpg, live, not deleted)" in err.getvalue()
+    assert repository.get(record.image_id) is not None
+    # Answered yes: the record, its claim and its objects are gone
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    text = pixflare("delete", record.image_id, "--purge")
+    assert text.startswith(f"{record.image_id} purged (live image alice/a/p.jpg): its original")
+    assert repository.get(record.image_id) is None
+    assert repository.claimed_paths([record.path]) == {}
+    listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=env.bucket)
+    assert listing.get("KeyCount", 0) == 0
+
+
+def test_yes_without_purge_is_an_argument_error(env: Resources) -> None:
+    with pytest.raises(CommandError) as refused:
+        pixflare("delete", "a" * 32, "--yes")
+    assert refused.value.exit_code == 2
