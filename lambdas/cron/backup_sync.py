@@ -14,7 +14,15 @@ index, a page of one owner at a time):
   meanwhile is never overwritten. A destination that fails to answer ends that
   owner's verification for this run (its images stay first in line for the next).
 
-Before either, the owner's endpoint goes through the same policy as the backup
+- backfill sweep: only when the owner's last ``pixflare backup set`` did not finish
+  queueing the owner's earlier images (the destination's ``backfilled_at`` differs
+  from its ``updated_at``) and was made at most BACKFILL_SWEEP_WINDOW ago. It walks
+  the owner's images (the by-owner index, a page a step) and marks and queues those
+  not backed up at the destination, as the set does. Images still ``none`` are in
+  no sparse index, so this walk is the only way to find them; it is done after an
+  interrupted set only, never as a daily cost.
+
+Before any of these, the owner's endpoint goes through the same policy as the backup
 function (lambdas/shared/endpoint_policy.py), now: a destination it refuses (saved
 before the policy existed, edited by hand, or a name that now resolves to a private
 address) gets nothing queued and nothing verified, the refusal is logged with its
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -110,6 +118,134 @@ def verdict(record: ImageRecord, head: Mapping[str, Any] | None) -> tuple[Verdic
     return "ok", ""
 
 
+# -- backfill: images uploaded before their owner had this destination ---------------------
+BACKFILL_PAGE_SIZE = 100  # images read from the by-owner index a round
+# How long after an interrupted `backup set` the daily sync finishes its backfill.
+BACKFILL_SWEEP_WINDOW = timedelta(days=2)
+# The error an original refused at ingest carries (lambdas/shared/originals.py): its
+# object was removed, so there is nothing to back up.
+_REFUSED_ERROR_PREFIX = "refused:"
+
+ProgressState = Literal["backedUp", "queued", "failed", "notYet"]
+PROGRESS_STATES: tuple[ProgressState, ...] = ("backedUp", "queued", "failed", "notYet")
+
+
+def has_original(record: ImageRecord) -> bool:
+    """An original arrived and was kept: there is something to back up."""
+    return bool(record.original_etag) and not (record.error or "").startswith(_REFUSED_ERROR_PREFIX)
+
+
+def backed_up_at(record: ImageRecord, destination: Destination) -> bool:
+    """Synced to this very destination (endpoint, bucket and key), not to an earlier one."""
+    backup = record.backup
+    key = destination.object_key(record.owner, record.album, record.filename)
+    return (
+        record.backup_status == "synced"
+        and str(backup.get("endpoint") or "") == destination.endpoint_url
+        and backup.get("bucket") == destination.bucket
+        and backup.get("key") == key
+    )
+
+
+def progress_state(record: ImageRecord, destination: Destination) -> ProgressState | None:
+    """Where the image's backup at ``destination`` stands; None: nothing to back up."""
+    if not has_original(record) or record.backup_status == "deleted":
+        return None
+    if backed_up_at(record, destination):
+        return "backedUp"
+    if record.backup_status == "pending":
+        return "queued"
+    if record.backup_status == "failed":
+        return "failed"
+    return "notYet"  # `none`, or synced to a destination the owner has since replaced
+
+
+def sweep_due(destination: Destination, now: datetime) -> bool:
+    """The owner's last set did not finish its backfill, and was made recently."""
+    if destination.backfill_finished or not destination.updated_at:
+        return False
+    since = now - datetime.fromisoformat(destination.updated_at)
+    return timedelta(0) <= since <= BACKFILL_SWEEP_WINDOW
+
+
+@dataclass
+class BackfillRound:
+    queued: int = 0
+    backed_up: int = 0  # already backed up at the destination: nothing to do
+    next_key: dict[str, Any] | None = None
+
+
+class Backfill:
+    """Brings an owner's images to their destination: each image not backed up there is
+    first marked ``pending`` (conditionally: a backup job finishing meanwhile wins), so
+    the daily sync's by-backup-state step finds it should the queueing stop, then queued
+    with SendMessageBatch, a page of the by-owner index a round.
+
+    ``requeue``: also queue images already ``pending`` or ``failed`` (``backup set``: a
+    re-set retries them); the daily sweep leaves those to its by-backup-state step.
+    """
+
+    def __init__(
+        self, settings: Settings, destination: Destination, now: str, *, requeue: bool
+    ) -> None:
+        self.settings = settings
+        self.destination = destination
+        self.now = now
+        self.requeue = requeue
+        self.images = ImageRepository(settings.require("images_table"))
+
+    def round(self, start_key: Mapping[str, Any] | None = None) -> BackfillRound:
+        records, next_key = self.images.list_for_owner(
+            self.destination.owner, limit=BACKFILL_PAGE_SIZE, start_key=start_key
+        )
+        result = BackfillRound(next_key=next_key)
+        due: list[ImageRecord] = []
+        for record in records:
+            state = progress_state(record, self.destination)
+            if state == "backedUp":
+                result.backed_up += 1
+            elif state is not None and self.mark_pending(record, state):
+                due.append(record)
+        result.queued = enqueue_backup_jobs(self.settings, upload_jobs(due, self.now))
+        return result
+
+    def mark_pending(self, record: ImageRecord, state: ProgressState) -> bool:
+        """True when the image is to be queued (now ``pending``)."""
+        if state == "queued":
+            return self.requeue  # already pending: its state stays as it is
+        if state == "failed" and not self.requeue:
+            return False
+        fields, _ = backup_state_fields(record.owner, "pending", self.now)
+        try:
+            if record.backup_status == "none":
+                self.images.update_if_never_backed_up(record.image_id, fields)
+            elif record.backup_state_at is None:
+                return False  # not in the index, so no condition to hold it to: left as is
+            else:
+                self.images.update_if_backup_state(
+                    record.image_id,
+                    fields,
+                    status=record.backup_status,
+                    since=record.backup_state_at,
+                )
+        except ConditionFailedError:
+            return False  # changed meanwhile (backed up, deleted): not ours to queue
+        return True
+
+    def run(self, on_round: Callable[[BackfillRound], None] = lambda _r: None) -> BackfillRound:
+        """Every page; the totals (``next_key`` None)."""
+        total = BackfillRound()
+        start: Mapping[str, Any] | None = None
+        while True:
+            result = self.round(start)
+            total.queued += result.queued
+            total.backed_up += result.backed_up
+            on_round(result)
+            if not result.next_key:
+                return total
+            start = result.next_key
+
+
 # -- the job ------------------------------------------------------------------------------
 @dataclass
 class OwnerOutcome:
@@ -118,6 +254,9 @@ class OwnerOutcome:
     requeued: int = 0
     verify_errors: int = 0
     refused: int = 0
+    backfilled: int = 0
+    # Where the backfill sweep of this owner carries on (its next step), if unfinished.
+    sweep_next: dict[str, Any] | None = None
 
 
 class BackupSyncJob:
@@ -138,27 +277,34 @@ class BackupSyncJob:
         self.policy = EndpointPolicy.from_settings(settings)
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:
-        owners, last_key = self.destinations.owners(limit=1, start_key=cursor.get("start"))
-        counts: dict[str, int] = {"owners": len(owners)}
+        # One owner a step; a backfill sweep holds the step on its owner (re-read from the
+        # same start) with "sweep" saying where in that owner's images it carries on.
+        start = cursor.get("start")
+        owners, last_key = self.destinations.owners(limit=1, start_key=start)
+        sweep_from = cursor.get("sweep")
+        counts: dict[str, int] = {} if sweep_from else {"owners": len(owners)}
         for owner in owners:
-            outcome = self.sync_owner(owner)
-            counts["queued"] = counts.get("queued", 0) + outcome.queued
-            counts["verified_ok"] = counts.get("verified_ok", 0) + outcome.verified_ok
-            counts["requeued"] = counts.get("requeued", 0) + outcome.requeued
-            counts["verify_errors"] = counts.get("verify_errors", 0) + outcome.verify_errors
+            if sweep_from:
+                outcome = self.sweep_owner(owner, sweep_from)
+            else:
+                outcome = self.sync_owner(owner)
+                counts["queued"] = counts.get("queued", 0) + outcome.queued
+                counts["verified_ok"] = counts.get("verified_ok", 0) + outcome.verified_ok
+                counts["requeued"] = counts.get("requeued", 0) + outcome.requeued
+                counts["verify_errors"] = counts.get("verify_errors", 0) + outcome.verify_errors
             if outcome.refused:
                 counts["refused"] = counts.get("refused", 0) + outcome.refused
+            if outcome.backfilled:
+                counts["backfilled"] = counts.get("backfilled", 0) + outcome.backfilled
+            if outcome.sweep_next:
+                held = {"start": start} if start else {}
+                return StepResult({**held, "sweep": outcome.sweep_next}, counts)
         return StepResult({"start": last_key} if last_key else None, counts)
 
     def sync_owner(self, owner: str) -> OwnerOutcome:
         outcome = OwnerOutcome()
-        if not self.settings.enable_queues:
-            return outcome  # nothing could carry the uploads
-        destination = self.destinations.get(owner)
+        destination = self.usable_destination(owner, outcome)
         if destination is None:
-            return outcome  # removed since its page was read
-        if self.refused(destination):
-            outcome.refused = 1
             return outcome
         limit = self.settings.backup_sync_limit
         due = oldest_first(
@@ -168,7 +314,44 @@ class BackupSyncJob:
         outcome.queued = enqueue_backup_jobs(self.settings, jobs)
         if self.settings.backup_verify_sample > 0:
             self.verify_owner(destination, outcome)
+        if sweep_due(destination, datetime.fromisoformat(self.now)):
+            self.sweep_round(destination, None, outcome)
         return outcome
+
+    def sweep_owner(self, owner: str, start_key: Mapping[str, Any]) -> OwnerOutcome:
+        outcome = OwnerOutcome()
+        destination = self.usable_destination(owner, outcome)
+        if destination is not None:
+            self.sweep_round(destination, start_key, outcome)
+        return outcome
+
+    def sweep_round(
+        self,
+        destination: Destination,
+        start_key: Mapping[str, Any] | None,
+        outcome: OwnerOutcome,
+    ) -> None:
+        backfill = Backfill(self.settings, destination, self.now, requeue=False)
+        result = backfill.round(start_key)
+        outcome.backfilled += result.queued
+        outcome.sweep_next = result.next_key
+        if result.queued:
+            logger.info(
+                "backfill of an interrupted backup set: images queued",
+                extra={"owner": destination.owner, "queued": result.queued},
+            )
+
+    def usable_destination(self, owner: str, outcome: OwnerOutcome) -> Destination | None:
+        """The owner's destination if backups can go there now (counted when refused)."""
+        if not self.settings.enable_queues:
+            return None  # nothing could carry the uploads
+        destination = self.destinations.get(owner)
+        if destination is None:
+            return None  # removed since its page was read
+        if self.refused(destination):
+            outcome.refused = 1
+            return None
+        return destination
 
     def refused(self, destination: Destination) -> bool:
         """The endpoint policy's verdict on the destination, now (logged and counted)."""

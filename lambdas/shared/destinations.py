@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from lambdas.shared import aws
 from lambdas.shared.config import Settings
 from lambdas.shared.dynamo import from_item, serialize, to_item
-from lambdas.shared.errors import PermanentError, aws_errors
+from lambdas.shared.errors import ConditionFailedError, PermanentError, aws_errors
 
 ALL_DESTINATIONS_INDEX = "all-destinations"
 DESTINATION_KIND = "destination"
@@ -62,6 +62,13 @@ class Destination:
     access_key_hint: str = ""
     created_at: str = ""
     updated_at: str = ""
+    # The ``updated_at`` of the set whose backfill (queueing the owner's earlier images)
+    # finished; differing from ``updated_at``, that backfill was interrupted.
+    backfilled_at: str = ""
+
+    @property
+    def backfill_finished(self) -> bool:
+        return bool(self.backfilled_at) and self.backfilled_at == self.updated_at
 
     def object_key(self, owner: str, album: str, filename: str) -> str:
         return f"{self.prefix}{owner}/{album}/{filename}"
@@ -96,6 +103,7 @@ class Destination:
                 "access_key_hint": self.access_key_hint,
                 "created_at": self.created_at,
                 "updated_at": self.updated_at,
+                "backfilled_at": self.backfilled_at,
             }
         )
 
@@ -117,6 +125,7 @@ class Destination:
             access_key_hint=str(data.get("access_key_hint", "")),
             created_at=str(data.get("created_at", "")),
             updated_at=str(data.get("updated_at", "")),
+            backfilled_at=str(data.get("backfilled_at", "")),
         )
 
 
@@ -191,6 +200,23 @@ class DestinationRepository:
         """Create or replace the owner's destination (one per owner)."""
         with aws_errors(f"save backup destination of {destination.owner}"):
             aws.dynamodb().put_item(TableName=self.table, Item=destination.to_item())
+
+    def mark_backfilled(self, owner: str, updated_at: str) -> bool:
+        """Record that the backfill of the set saved at ``updated_at`` finished; False when
+        the destination was set again (or removed) meanwhile: that set's backfill counts."""
+        try:
+            with aws_errors(f"record backfill of {owner}"):
+                aws.dynamodb().update_item(
+                    TableName=self.table,
+                    Key={"owner": serialize(owner)},
+                    UpdateExpression="SET #b = :u",
+                    ConditionExpression="#u = :u",
+                    ExpressionAttributeNames={"#b": "backfilled_at", "#u": "updated_at"},
+                    ExpressionAttributeValues={":u": serialize(updated_at)},
+                )
+        except ConditionFailedError:
+            return False
+        return True
 
     def delete(self, owner: str) -> None:
         with aws_errors(f"delete backup destination of {owner}"):

@@ -5,6 +5,10 @@ the documented way) or from PIXFLARE_BACKUP_SECRET_ACCESS_KEY, so it never appea
 in the process list or in shell history; ``--secret-access-key S`` still works but
 warns. It is checked against the destination and stored KMS-encrypted; no command
 prints it back.
+
+``set`` then brings the owner's images along: each one not backed up at this
+destination (uploaded before it was set, or backed up to one it replaces) is
+queued for backup, and ``show`` counts where the owner's images stand.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from lambdas.shared.destinations import DestinationCredentials, DestinationRepos
 from lambdas.shared.errors import PixflareError
 from lambdas.shared.keys import InvalidNameError, validate_image_id
 from pixflare.context import CommandContext, CommandError
-from pixflare.operations.backup_destinations import DestinationRequest, configure_destination
-from pixflare.operations.backup_restore import restore_backup, verify_backup
+from pixflare.operations.backup_destinations import (
+    DestinationRequest,
+    backfill_destination,
+    backup_progress,
+    configure_destination,
+)
+from pixflare.operations.backup_restore import TargetExistsError, restore_backup, verify_backup
 
 SECRET_ENV = "PIXFLARE_BACKUP_SECRET_ACCESS_KEY"  # noqa: S105  (a variable name)
 ARGUMENT_WARNING = (
@@ -40,8 +49,9 @@ def register(subparsers: Any) -> None:
     set_parser = commands.add_parser(
         "set",
         help="check and save an owner's S3-compatible backup destination",
-        description="Checks the destination with a small write, read and delete, then saves "
-        "it with the credentials encrypted by KMS.",
+        description="Checks the destination with a small write, read and delete, saves "
+        "it with the credentials encrypted by KMS, then queues the owner's images that "
+        "are not backed up there yet (set again with the same options: only those).",
     )
     set_parser.add_argument("--owner", required=True)
     # Not the global --endpoint (the local stack): this is the owner's storage service.
@@ -76,7 +86,10 @@ def register(subparsers: Any) -> None:
     )
     set_parser.set_defaults(func=run_set)
 
-    show = commands.add_parser("show", help="an owner's destination (never the secret)")
+    show = commands.add_parser(
+        "show",
+        help="an owner's destination (never the secret) and how many images are backed up",
+    )
     show.add_argument("--owner", required=True)
     show.set_defaults(func=run_show)
 
@@ -85,6 +98,7 @@ def register(subparsers: Any) -> None:
     )
     restore.add_argument("image_id", metavar="IMAGE_ID")
     restore.add_argument("--to", dest="to", metavar="FILE", required=True, type=Path)
+    restore.add_argument("--force", action="store_true", help="replace FILE if it exists")
     restore.set_defaults(func=run_restore)
 
     verify = commands.add_parser(
@@ -132,15 +146,80 @@ def run_set(args: argparse.Namespace, ctx: CommandContext) -> int:
     except PixflareError as err:
         raise CommandError(f"backup destination not saved: {err}") from None
     public = saved.to_public()
+    saved_line = (
+        f"backup destination for {saved.owner} saved: {public['endpoint']} "
+        f"bucket {saved.bucket} prefix {saved.prefix or '(none)'}"
+        f"{' (encrypted)' if saved.encrypt else ''}; test write, read and delete passed"
+    )
+    if not ctx.settings.enable_queues:
+        ctx.emit(
+            {**public, "checked": True, "queued": 0, "alreadyBackedUp": 0},
+            f"{saved_line}\nqueues are off (ENABLE_QUEUES=false): no images queued for backup",
+        )
+        return 0
+    queued = 0
+
+    def count(round_queued: int) -> None:
+        nonlocal queued
+        queued += round_queued
+
+    try:
+        backfill = backfill_destination(ctx.settings, saved, lambda r: count(r.queued))
+    except PixflareError as err:
+        raise CommandError(
+            f"backup destination saved, but queueing the owner's images stopped after "
+            f"{queued}: {err}; run the same `pixflare backup set` again to queue the rest"
+        ) from None
+    already = f" ({backfill.backed_up} already backed up there)" if backfill.backed_up else ""
     ctx.emit(
-        {**public, "checked": True},
-        lambda: (
-            f"backup destination for {saved.owner} saved: {public['endpoint']} "
-            f"bucket {saved.bucket} prefix {saved.prefix or '(none)'}"
-            f"{' (encrypted)' if saved.encrypt else ''}; test write, read and delete passed"
-        ),
+        {
+            **public,
+            "checked": True,
+            "queued": backfill.queued,
+            "alreadyBackedUp": backfill.backed_up,
+        },
+        f"{saved_line}\nqueued {_images(backfill.queued)} for backup{already}",
     )
     return 0
+
+
+def _images(count: int) -> str:
+    return f"{count} image{'' if count == 1 else 's'}"
+
+
+PROGRESS_LABELS = {
+    "backedUp": "backed up",
+    "queued": "queued or in progress",
+    "failed": "failed",
+    "notYet": "not yet queued",
+}
+
+
+def show_lines(public: dict[str, Any], progress: dict[str, int]) -> list[str]:
+    """`backup show` for people: plain values, defaults said as such."""
+    lines = [
+        f"owner: {public['owner']}",
+        f"endpoint: {public['endpoint']}",
+        f"region: {public['region'] or '(default)'}",
+        f"bucket: {public['bucket']}",
+        f"prefix: {public['prefix'] or '(none)'}",
+        f"path-style: {'yes' if public['pathStyle'] else 'no'}",
+        f"encrypted: {'yes' if public['encrypt'] else 'no'}",
+        f"access key id: {public['accessKeyId']}",
+        f"set: {public['createdAt']}, last changed {public['updatedAt']}",
+        "images: " + ", ".join(f"{progress[k]} {label}" for k, label in PROGRESS_LABELS.items()),
+    ]
+    if progress["failed"]:
+        lines.append(
+            "  failed: `pixflare status IMAGE_ID` shows why; once fixed, "
+            "`pixflare backup set` again (same options) queues them"
+        )
+    if progress["notYet"]:
+        lines.append(
+            "  not yet queued: `pixflare backup set` again (same options) queues them "
+            "(a set that stopped part way is finished by the next daily backup sync)"
+        )
+    return lines
 
 
 def run_show(args: argparse.Namespace, ctx: CommandContext) -> int:
@@ -148,12 +227,13 @@ def run_show(args: argparse.Namespace, ctx: CommandContext) -> int:
         destination = DestinationRepository(ctx.settings.require("destinations_table")).get(
             args.owner
         )
+        if destination is None:
+            raise CommandError(f"owner {args.owner} has no backup destination")
+        progress = backup_progress(ctx.settings, destination)
     except PixflareError as err:
         raise CommandError(str(err)) from None
-    if destination is None:
-        raise CommandError(f"owner {args.owner} has no backup destination")
     public = destination.to_public()
-    ctx.emit(public, lambda: "\n".join(f"{key}: {value}" for key, value in public.items()))
+    ctx.emit({**public, "images": progress}, lambda: "\n".join(show_lines(public, progress)))
     return 0
 
 
@@ -168,7 +248,9 @@ def run_restore(args: argparse.Namespace, ctx: CommandContext) -> int:
     image_id = _image_id(args.image_id)
     target: Path = args.to
     try:
-        check = restore_backup(ctx.settings, image_id, target)
+        check = restore_backup(ctx.settings, image_id, target, overwrite=args.force)
+    except TargetExistsError as err:
+        raise CommandError(f"{err.path} exists; pass --force to overwrite it") from None
     except PixflareError as err:
         raise CommandError(f"restore failed, nothing written: {err}") from None
     ctx.emit(

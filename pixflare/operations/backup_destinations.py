@@ -6,6 +6,11 @@ endpoints); a refused one is neither checked nor saved. The check writes a small
 object under the owner's prefix, reads it back and deletes it, with the same client
 (and the same pinned addresses) the backup function uses, and says which step failed
 and why in words an owner can act on.
+
+Once saved, the owner's images not yet backed up at this destination (uploaded
+before it was set, or backed up to one it replaces) are marked ``pending`` and
+queued: lambdas/cron/backup_sync.py ``Backfill``. A re-set of the same destination
+queues only what is not backed up there.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lambdas.backup.remote import check_endpoint, remote_client
+from lambdas.cron.backup_sync import PROGRESS_STATES, Backfill, BackfillRound, progress_state
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.config import Settings
 from lambdas.shared.destinations import (
@@ -35,6 +42,7 @@ from lambdas.shared.errors import (
     TransientError,
     aws_errors,
 )
+from lambdas.shared.images import ImageRepository
 from lambdas.shared.keys import InvalidNameError, validate_segment
 
 if TYPE_CHECKING:
@@ -207,3 +215,35 @@ def configure_destination(
     )
     repository.put(saved)
     return saved
+
+
+def backfill_destination(
+    settings: Settings,
+    destination: Destination,
+    on_round: Callable[[BackfillRound], None] = lambda _r: None,
+) -> BackfillRound:
+    """Mark and queue every image of the owner not backed up at ``destination``, then
+    record that this set's backfill finished (until then the daily sync would finish
+    it, should this stop part way)."""
+    backfill = Backfill(settings, destination, iso(utcnow()), requeue=True)
+    total = backfill.run(on_round)
+    DestinationRepository(settings.require("destinations_table")).mark_backfilled(
+        destination.owner, destination.updated_at
+    )
+    return total
+
+
+def backup_progress(settings: Settings, destination: Destination) -> dict[str, int]:
+    """The owner's images by where their backup at ``destination`` stands (the by-owner
+    index, a page at a time; soft-deleted images and those without an original left out)."""
+    counts: dict[str, int] = dict.fromkeys(PROGRESS_STATES, 0)
+    images = ImageRepository(settings.require("images_table"))
+    start: dict[str, Any] | None = None
+    while True:
+        records, start = images.list_for_owner(destination.owner, limit=500, start_key=start)
+        for record in records:
+            state = progress_state(record, destination)
+            if state is not None:
+                counts[state] += 1
+        if not start:
+            return counts

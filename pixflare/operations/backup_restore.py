@@ -2,7 +2,9 @@
 
 A restore writes to a temporary file beside the target and renames it into place
 only once the SHA-256 and size match what was recorded at upload, so a bad or
-tampered backup never leaves a file that looks like the image.
+tampered backup never leaves a file that looks like the image. An existing file
+is replaced only when asked (``overwrite``); otherwise the restore is refused
+before anything is read, and again at the rename should one have appeared meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from lambdas.shared.images import ImageRecord, ImageRepository
 
 class BackupMismatchError(PermanentError):
     """The backup read back is not the image that was backed up."""
+
+
+class TargetExistsError(PermanentError):
+    """The file to restore to exists, and overwriting it was not asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists")
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,18 @@ def _write_all(out: BinaryIO, chunk: bytes) -> None:
     out.write(chunk)
 
 
-def restore_backup(settings: Settings, image_id: str, destination_path: Path) -> BackupCheck:
-    """Write the image's backup to ``destination_path`` atomically, or leave nothing there."""
+def restore_backup(
+    settings: Settings, image_id: str, destination_path: Path, *, overwrite: bool = False
+) -> BackupCheck:
+    """Write the image's backup to ``destination_path`` atomically, or leave nothing there.
+    An existing file there: TargetExistsError unless ``overwrite``."""
     directory = destination_path.parent
     if not directory.is_dir():
         raise PermanentError(f"directory {directory} does not exist")
+    if destination_path.is_dir():
+        raise PermanentError(f"{destination_path} is a directory; give a file name")
+    if destination_path.exists() and not overwrite:
+        raise TargetExistsError(destination_path)
     handle, temp_name = tempfile.mkstemp(
         prefix=f".{destination_path.name}.", suffix=".partial", dir=directory
     )
@@ -140,9 +157,24 @@ def restore_backup(settings: Settings, image_id: str, destination_path: Path) ->
             check = read_backup(settings, image_id, lambda chunk: _write_all(out, chunk))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp_path, destination_path)
-    except BaseException:
+        _move_into_place(temp_path, destination_path, overwrite=overwrite)
+    finally:
         with contextlib.suppress(FileNotFoundError):
             temp_path.unlink()
-        raise
     return check
+
+
+def _move_into_place(temp_path: Path, target: Path, *, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp_path, target)
+        return
+    try:
+        # A hard link never replaces an existing file: no window for one to appear.
+        os.link(temp_path, target)
+    except FileExistsError:
+        raise TargetExistsError(target) from None
+    except OSError:
+        # A file system without hard links: check, then rename.
+        if target.exists():
+            raise TargetExistsError(target) from None
+        os.replace(temp_path, target)

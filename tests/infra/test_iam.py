@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -159,6 +160,14 @@ def test_cron_boundaries(template: Template) -> None:
     assert "sqs:SendMessage" in _actions_on(st, backup_queue)
     assert "sqs:SendMessage" in _actions_on(st, cron_queue)
     assert ids["domains"] not in refs([s["Resource"] for s in st])
+    # Backup sync: the images table's indexes (by-backup-state, and by-owner for the
+    # backfill of an interrupted `backup set`), marking images pending.
+    on_images = list(statements_on(st, ids["images"]))
+    assert any(
+        "dynamodb:Query" in actions([s]) and "/index/*" in json.dumps(s["Resource"])
+        for s in on_images
+    )
+    assert "dynamodb:UpdateItem" in actions(on_images)
     # Continuations run under job idempotency like the queue workers.
     assert DDB_WRITES & _actions_on(st, ids["idempotency"])
     cron_fn = function_by_handler(template, HANDLERS["cron"])

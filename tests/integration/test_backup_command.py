@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from lambdas.backup import handler as backup_handler
+from lambdas.cron.registry import run_to_completion
+from lambdas.shared.clock import utcnow
 from lambdas.shared.config import load_settings
 from lambdas.shared.originals import store_upload
 from pixflare.commands import backup as backup_command
@@ -180,6 +182,95 @@ def test_restore_and_verify_commands(
     assert code == 1
     assert "nothing written" in message
     assert not spoiled_out.exists()
+
+
+def upload_photos(owner: str, count: int) -> list[str]:
+    settings = load_settings()
+    return [
+        store_upload(
+            settings,
+            b"\xff\xd8\xff\xe0" + random.Random(n).randbytes(2_000),
+            owner=owner,
+            album="early",
+            filename=f"{n}.jpg",
+        ).record.image_id
+        for n in range(count)
+    ]
+
+
+def queued_image_ids(env: Resources) -> list[str]:
+    return sorted(json.loads(m["Body"])["imageId"] for m in receive_all(env.queue_urls["backup"]))
+
+
+def test_set_brings_the_owners_earlier_images_along_once(
+    env: Resources, target: S3Target, pixflare: Pixflare
+) -> None:
+    # Given three photos uploaded while their owner had no destination: none queued
+    ids = upload_photos("early", 3)
+    assert queued_image_ids(env) == []
+
+    # When the owner sets one, all three are queued, and show counts them so
+    code, saved, _ = pixflare(*set_args(target, "early"))
+    assert code == 0
+    assert (saved["queued"], saved["alreadyBackedUp"]) == (3, 0)
+    messages = receive_all(env.queue_urls["backup"])
+    assert sorted(json.loads(m["Body"])["imageId"] for m in messages) == sorted(ids)
+    images = pixflare("backup", "show", "--owner", "early")[1]["images"]
+    assert images == {"backedUp": 0, "queued": 3, "failed": 0, "notYet": 0}
+
+    # Then once the backup worker has copied them
+    response = backup_handler.handler(
+        event_from_received(messages, env.queue_arns["backup"]), FakeLambdaContext(60_000)
+    )
+    assert response == {"batchItemFailures": []}
+    images = pixflare("backup", "show", "--owner", "early")[1]["images"]
+    assert images == {"backedUp": 3, "queued": 0, "failed": 0, "notYet": 0}
+
+    # a re-set of the same destination queues nothing twice
+    code, human, _ = pixflare(*set_args(target, "early"), json_output=False)
+    assert code == 0
+    assert human.splitlines()[-1] == "queued 0 images for backup (3 already backed up there)"
+    assert queued_image_ids(env) == []
+
+
+def test_a_set_that_could_not_queue_leaves_its_images_to_the_daily_sync(
+    env: Resources, target: S3Target, pixflare: Pixflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two earlier photos, and a backup queue the set cannot send to
+    ids = upload_photos("cut", 2)
+    use_env(monkeypatch, {"BACKUP_QUEUE_URL": env.queue_urls["backup"] + "-gone"})
+
+    # When the owner sets a destination, it is saved, and the error says what to do
+    code, _, message = pixflare(*set_args(target, "cut"))
+    assert code == 1
+    assert message.startswith(
+        "backup destination saved, but queueing the owner's images stopped after 0: "
+    )
+    assert message.endswith("run the same `pixflare backup set` again to queue the rest")
+    assert "\n" not in message
+    # (the images were marked pending before the send)
+    use_env(monkeypatch, {"BACKUP_QUEUE_URL": env.queue_urls["backup"]})
+    images = pixflare("backup", "show", "--owner", "cut")[1]["images"]
+    assert images == {"backedUp": 0, "queued": 2, "failed": 0, "notYet": 0}
+
+    # Then the daily backup sync queues them
+    report = run_to_completion("backup-sync", load_settings(), utcnow())
+    assert report.counts["queued"] == 2
+    assert queued_image_ids(env) == sorted(ids)
+
+
+def test_restore_onto_an_existing_file_needs_force(
+    env: Resources, pixflare: Pixflare, tmp_path: Path
+) -> None:
+    existing = tmp_path / "kept.jpg"
+    existing.write_bytes(b"mine")
+    code, _, message = pixflare("backup", "restore", "0" * 32, "--to", str(existing))
+    assert code == 1
+    assert message == f"{existing} exists; pass --force to overwrite it"
+    assert existing.read_bytes() == b"mine"
+    code, _, message = pixflare("backup", "restore", "0" * 32, "--to", str(tmp_path))
+    assert code == 1
+    assert message.endswith(f"{tmp_path} is a directory; give a file name")
 
 
 def test_restore_of_an_unknown_image_is_a_clear_error(env: Resources, pixflare: Pixflare) -> None:

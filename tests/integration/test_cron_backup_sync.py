@@ -205,3 +205,92 @@ def test_verification_sample_is_bounded_and_rotates(
     verified = [images.get(r.image_id).backup.get("verified_at") for r in records]  # type: ignore[union-attr]
     # every backup was checked over the two runs, the least recently verified first
     assert all(verified)
+
+
+# -- the backfill of a `backup set` that stopped part way ----------------------------------
+def image_item(owner: str, n: int, status: str, **fields: Any) -> dict[str, Any]:
+    """An uploaded image's item (an original arrived), in a backup state."""
+    _, item = in_state(owner, status, BASE + timedelta(minutes=n), n)
+    if status == "none":
+        item = {k: v for k, v in item.items() if k not in {"backup_state", "backup_state_at"}}
+    return {**item, "original_etag": f'"etag{n}"', "ingested_etag": f'"etag{n}"', **fields}
+
+
+def set_destination(owner: str, *, updated_at: datetime, backfilled: bool) -> None:
+    add_destination(owner)
+    settings = load_settings()
+    repository = DestinationRepository(settings.destinations_table)
+    saved = repository.get(owner)
+    assert saved is not None
+    repository.put(
+        Destination(
+            owner=owner,
+            bucket=saved.bucket,
+            credentials_ciphertext=saved.credentials_ciphertext,
+            created_at=iso(updated_at),
+            updated_at=iso(updated_at),
+            backfilled_at=iso(updated_at) if backfilled else "",
+        )
+    )
+
+
+def synced_at(bucket: str, owner: str, n: int) -> dict[str, Any]:
+    return {
+        "backup": {
+            "bucket": bucket,
+            "endpoint": "",
+            "key": f"{owner}/album/img{n:04d}-synced.jpg",
+        }
+    }
+
+
+def test_an_interrupted_set_is_finished_by_the_next_daily_sync(
+    env: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given alice's set stopped part way an hour ago: five images never backed up, one
+    # backed up to an earlier destination, one backed up here, and three that are not
+    # candidates (a reservation with no original yet, a soft-deleted image, a pending one
+    # that the by-backup-state step queues anyway)
+    set_destination("alice", updated_at=BASE - timedelta(hours=1), backfilled=False)
+    never = [image_item("alice", n, "none") for n in range(5)]
+    elsewhere = image_item("alice", 10, "synced", **synced_at("old-bucket", "alice", 10))
+    here = image_item("alice", 11, "synced", **synced_at(BACKUP_BUCKET, "alice", 11))
+    reservation = {**image_item("alice", 12, "none"), "original_etag": ""}
+    deleted = image_item("alice", 13, "none", deleted_at=iso(BASE))
+    pending = image_item("alice", 14, "pending")
+    seed(env, [*never, elsewhere, here, reservation, deleted, pending])
+    # (pages of two, so the sweep carries on over several steps)
+    monkeypatch.setattr("lambdas.cron.backup_sync.BACKFILL_PAGE_SIZE", 2)
+
+    # When backup sync runs (with no verification sample, to count only uploads)
+    use_env(monkeypatch, {"BACKUP_VERIFY_SAMPLE": "0"})
+    report = run_to_completion("backup-sync", load_settings(), BASE)
+
+    # Then the six not backed up here are queued, each once, and now pending
+    expected = {i["image_id"] for i in [*never, elsewhere]}
+    bodies = queued(env)
+    assert sorted(b["imageId"] for b in bodies) == sorted(expected | {pending["image_id"]})
+    assert report.counts["backfilled"] == 6
+    assert report.counts["queued"] == 1  # the pending one, by the by-backup-state step
+    assert report.counts["owners"] == 1
+    images = ImageRepository(load_settings().images_table)
+    for image_id in expected:
+        record = images.get(image_id)
+        assert record is not None and record.backup_status == "pending"
+    assert images.get(reservation["image_id"]).backup_status == "none"  # type: ignore[union-attr]
+    assert images.get(here["image_id"]).backup_status == "synced"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("updated_ago", "backfilled"),
+    [(timedelta(hours=1), True), (timedelta(days=3), False)],
+    ids=["set-finished", "set-long-ago"],
+)
+def test_no_sweep_after_a_finished_set_or_long_after_one(
+    env: Resources, updated_ago: timedelta, backfilled: bool
+) -> None:
+    set_destination("alice", updated_at=BASE - updated_ago, backfilled=backfilled)
+    seed(env, [image_item("alice", n, "none") for n in range(3)])
+    report = run_to_completion("backup-sync", load_settings(), BASE)
+    assert "backfilled" not in report.counts
+    assert queued(env) == []
