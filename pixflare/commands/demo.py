@@ -6,6 +6,10 @@ backup to a second S3-compatible endpoint (a moto server in a child process), a
 custom domain verified against a DNS server on loopback, the three daily jobs,
 and a poison message that reaches the DLQ and is redriven. Prints one line per
 pipeline (ok / FAILED / not available yet) and exits 0 only if all it ran worked.
+Its stack stops when it ends (it says so, and how to start one that stays up).
+
+With --json, everything it prints otherwise goes to stderr, and stdout gets one JSON
+document at the end: :func:`summary_document`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lambdas.shared.clock import iso
 from pixflare.context import CommandContext, CommandError
@@ -52,11 +56,15 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run every pipeline on the embedded local stack and print a summary",
         description="Starts the embedded stack in this process, uploads sample images, and "
-        "exercises variants, backup, custom domains, the daily jobs and the DLQ. Exit 0 "
-        "only if everything it ran worked.",
+        "exercises variants, backup, custom domains, the daily jobs and the DLQ; then stops "
+        "the stack (`pixflare local up` runs one that stays up). Exit 0 only if everything "
+        "it ran worked. With --json, the progress lines go to stderr and stdout gets one "
+        'JSON document at the end: {"ok", "seconds", "pipelines": [{"pipeline", "status" '
+        '(ok | failed | not-available), "detail", "seconds"}], "workerErrors"}. Of the '
+        "global options it takes --json only: it runs a stack of its own.",
     )
     demo.add_argument("--template", metavar="FILE", help="a synthesized template (JSON)")
-    demo.set_defaults(func=run_demo)
+    demo.set_defaults(func=run_demo, global_options=("--json",))
 
 
 class StepFailed(Exception):  # noqa: N818  (reads as the outcome it reports)
@@ -74,13 +82,31 @@ class Outcome:
     detail: str
     seconds: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "status": JSON_STATUS[self.status],
+            "detail": self.detail,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+JSON_STATUS = {"ok": "ok", "FAILED": "failed", "not available yet": "not-available"}
+
 
 class Demo:
     def __init__(
-        self, ctx: CommandContext, stack: LocalStack, workdir: Path, proxy: AwsFaultProxy
+        self,
+        ctx: CommandContext,
+        stack: LocalStack,
+        workdir: Path,
+        proxy: AwsFaultProxy,
+        out: TextIO,
     ) -> None:
         self.proxy = proxy
         self.ctx = ctx
+        # Where the progress goes: stdout, or stderr when stdout is kept for --json.
+        self.out = out
         self.stack = stack
         self.workdir = workdir
         self.outcomes: list[Outcome] = []
@@ -89,8 +115,8 @@ class Demo:
 
     # -- helpers -------------------------------------------------------------------
     def say(self, text: str = "") -> None:
-        self.ctx.stdout.write(text + "\n")
-        self.ctx.stdout.flush()
+        self.out.write(text + "\n")
+        self.out.flush()
 
     def cli(self, *args: str, before: tuple[str, ...] = ()) -> Any:
         """Run a `pixflare` command in this process; its JSON output, or StepFailed."""
@@ -318,6 +344,23 @@ class Demo:
         return 1 if failed else 0
 
 
+def summary_document(outcomes: list[Outcome], seconds: float, worker_errors: int) -> dict[str, Any]:
+    """What `pixflare demo --json` prints: ``ok`` is true when no pipeline failed (the
+    exit status is 0), a pipeline whose code has not landed is ``not-available``."""
+    return {
+        "ok": not any(o.status == "FAILED" for o in outcomes),
+        "seconds": round(seconds, 1),
+        "pipelines": [o.to_dict() for o in outcomes],
+        "workerErrors": worker_errors,
+    }
+
+
+STOPPED_NOTE = (
+    "its local stack has stopped, and what it held is gone; for one that stays up, run "
+    "`pixflare local up` in another terminal (it prints the AWS_ENDPOINT_URL to export)"
+)
+
+
 @contextlib.contextmanager
 def s3_target() -> Iterator[str]:
     """A second, separate S3-compatible endpoint (moto in a child process)."""
@@ -378,6 +421,8 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
 
     template = load_template(args.template) if args.template else None
     started = time.monotonic()
+    # With --json, stdout is kept for the one document written at the end.
+    out = ctx.stderr if ctx.json_output else ctx.stdout
     with (
         tempfile.TemporaryDirectory(prefix="pixflare-demo-") as tmp,
         LocalDnsServer() as dns,
@@ -390,13 +435,14 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
         # Shell settings win, except the resolver: the demo's domain lives in its own DNS.
         env = {**DEMO_ENV, **os.environ, "PIXFLARE_DNS_NAMESERVERS": dns.nameserver}
         log_file = workdir / "functions.jsonl"
-        ctx.stdout.write("starting the local stack (synthesizing the CDK app if needed)...\n")
+        out.write("starting the local stack (synthesizing the CDK app if needed)...\n")
+        out.flush()
         stack = LocalStack(
             port=0,
             template=template,
             env=env,
             log_file=log_file,
-            out=ctx.stdout,
+            out=out,
             function_endpoint=proxy.endpoint,
         )
         try:
@@ -406,7 +452,7 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
             raise CommandError(f"the local stack did not start: {err}") from None
         try:
             with process_env({k: env[k] for k in demo_env}):
-                demo = Demo(ctx, stack, workdir, proxy)
+                demo = Demo(ctx, stack, workdir, proxy, out)
                 demo.run("variants", demo.variants)
                 demo.run("backup", lambda: demo.backup(targets))
                 demo.run("domain", lambda: demo.domain(dns))
@@ -414,8 +460,12 @@ def run_demo(args: argparse.Namespace, ctx: CommandContext) -> int:
                 demo.run("dlq", demo.dlq)
                 code = demo.summary()
                 if stack.errors:
-                    ctx.stdout.write(f"   worker errors: {len(stack.errors)} (see above)\n")
+                    out.write(f"   worker errors: {len(stack.errors)} (see above)\n")
         finally:
             stack.stop()
-        ctx.stdout.write(f"\ndemo finished in {time.monotonic() - started:.1f} s\n")
+        seconds = time.monotonic() - started
+        out.write(f"\ndemo finished in {seconds:.1f} s; {STOPPED_NOTE}\n")
+        out.flush()
+    if ctx.json_output:
+        ctx.emit(summary_document(demo.outcomes, seconds, len(stack.errors)))
     return code

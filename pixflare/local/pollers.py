@@ -35,7 +35,7 @@ from pixflare.local.environments import Invocation
 from pixflare.local.functions import Invokable
 from pixflare.local.template import MappingSpec
 
-POLL_WAIT_SECONDS = 1  # long-poll length: bounds how long stop() waits for a poller
+POLL_WAIT_SECONDS = 1  # long-poll length (SQS counts whole seconds; 1 is the shortest)
 SQS_MAX_RECEIVE = 10
 # A throttled batch: each attempt waits this long for an account slot, then the poller
 # backs off (doubling from FIRST to MAX) before the next attempt. Assumed figures.
@@ -151,8 +151,15 @@ class QueuePoller:
         self._poller.start()
 
     def join(self, timeout: float) -> None:
+        """Once ``stop`` is set: wait (at most ``timeout``) for the batches it started.
+
+        The receive loop itself is not waited for: it starts no batch once ``stop`` is
+        set (checked under the lock that guards the list of batches), and the long poll
+        it may be in ends by itself within POLL_WAIT_SECONDS; what that poll receives is
+        left alone and comes back after its visibility timeout. Waiting for it was most
+        of the stack's stop time.
+        """
         deadline = time.monotonic() + timeout
-        self._poller.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             running = list(self._threads)
         for thread in running:
@@ -181,9 +188,13 @@ class QueuePoller:
                 daemon=True,
             )
             with self._lock:
+                if self.stop_event.is_set():
+                    # Received as the stack stops: left to reappear, as Lambda would.
+                    self._slots.release()
+                    return
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
-            thread.start()
+                thread.start()
 
     def _collect(self) -> list[dict[str, Any]]:
         """Up to BatchSize messages, or what arrived before the batching window closed."""

@@ -2,9 +2,10 @@
 
 A child process keeps jsii's Node.js kernel out of the long-running stack (it
 would otherwise live, and complain at exit, for the stack's whole life). The
-result is cached under ~/.cache/pixflare, keyed on everything that shapes the
-template: the infra/ sources, app.py, cdk.json, the context and the CDK version.
-Change a batch size in infra/ and the key changes with it.
+result is cached under $XDG_CACHE_HOME/pixflare/templates (~/.cache/pixflare/templates
+when XDG_CACHE_HOME is unset or empty), keyed on everything that shapes the template:
+the infra/ sources, app.py, cdk.json, the context and the CDK version. Change a batch
+size in infra/ and the key changes with it.
 """
 
 from __future__ import annotations
@@ -94,8 +95,14 @@ def asset_paths(template: Mapping[str, Any]) -> list[str]:
 
 
 def cache_dir() -> Path:
+    """Where synthesized templates are kept (the XDG base directory convention)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pixflare" / "templates"
+
+
+def cached_template_path(overrides: Mapping[str, Any] | None = None) -> Path:
+    """The cache file of the template for this checkout and context (it may not exist)."""
+    return cache_dir() / f"{_cache_key(cdk_context(overrides))}.json"
 
 
 def synthesize_template(
@@ -106,7 +113,7 @@ def synthesize_template(
             f"no CDK app at {ROOT} (infra/synth.py); run from a checkout or pass --template FILE"
         )
     context = cdk_context(overrides)
-    cached = cache_dir() / f"{_cache_key(context)}.json"
+    cached = cached_template_path(overrides)
     if use_cache and cached.is_file():
         try:
             document: dict[str, Any] = json.loads(cached.read_text())

@@ -30,7 +30,7 @@ from tests.support.s3_target import S3Target
 
 # Subcommands that run the embedded stack rather than talk to one: covered elsewhere.
 NOT_HERE = {
-    "demo": "starts the embedded stack and its worker processes (test_demo.py)",
+    "demo": "starts the embedded stack and its worker processes (test_demo.py: --json)",
     "local up": "serves the embedded stack in the foreground (test_local_stack.py)",
 }
 FALLBACK = "fallback.pixflare.test"
@@ -139,9 +139,19 @@ def test_every_json_command_prints_one_document_and_logs_to_stderr(
         assert run("cron", "run", job, "--now", "2026-03-06T03:00:00Z")["job"] == job
     run.covers("cron", "run")
 
-    # delete
-    run("delete", image_id)
+    # list
+    listed = run("list", "--owner", "alice", "--album", "trip")
+    assert [image["imageId"] for image in listed["images"]] == [image_id]
+    assert listed["nextCursor"] is None
+    run.covers("list")
+
+    # delete | restore (by an 8-character prefix) | delete --purge, backup included
+    assert run("delete", image_id)["purge_after"]
     run.covers("delete")
+    assert run("restore", image_id[:8])["imageId"] == image_id
+    run.covers("restore")
+    purged = run("delete", image_id, "--purge", "--yes")
+    assert purged["purged"] is True and purged["backupDeleted"] is True
 
     # domain add | status | recheck
     added = run("domain", "add", "img.alice.example.com", "--owner", "alice")
@@ -169,6 +179,9 @@ def test_every_json_command_prints_one_document_and_logs_to_stderr(
     for queue in ("backup", "domain"):
         assert run("dlq", "redrive", queue)["method"] == "receive-send-delete"
     run.covers("dlq", "redrive")
+    # dlq purge: no terminal here, so --yes
+    assert run("dlq", "purge", "variant", "--yes")["deleted"] == 0
+    run.covers("dlq", "purge")
 
     # keys create | list | revoke: the key once, then only its id
     created = run("keys", "create", "--owner", "alice")
