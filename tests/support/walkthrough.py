@@ -13,9 +13,11 @@ An example is a fenced ``console`` block. In it:
 - In a command, ``<NAME>`` is replaced by the captured value and ``<NAME:8>`` by
   its first eight characters, as a reader would copy them.
 
-An HTML comment ``<!-- walkthrough: background -->`` right before a block says its
-one command keeps running (a server started in another terminal): its output is
-awaited, not its exit.
+An HTML comment right before a block changes how it runs:
+``<!-- walkthrough: background -->``: its one command keeps running (a server started
+in another terminal); its output is awaited, not its exit.
+``<!-- walkthrough: retry -->``: its commands show a state that work in the background
+reaches (a backup done); each is run again until its output reads as shown.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _FENCE = re.compile(r"^```console\s*$")
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)(?::(\d+))?>")
 _EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
 _BACKGROUND = "<!-- walkthrough: background -->"
+_RETRY = "<!-- walkthrough: retry -->"
 ANY_LINES = "..."
 
 
@@ -36,6 +39,7 @@ class Example:
     expected: list[str]
     exit_code: int = 0
     background: bool = False
+    retry: bool = False
     line: int = 0  # where the command is in the Markdown, for failure messages
 
     def __str__(self) -> str:
@@ -64,11 +68,13 @@ def examples(markdown: str) -> list[Example]:
     found: list[Example] = []
     lines = markdown.splitlines()
     index = 0
-    background_next = False
+    background_next = retry_next = False
     while index < len(lines):
         line = lines[index]
         if line.strip() == _BACKGROUND:
             background_next = True
+        if line.strip() == _RETRY:
+            retry_next = True
         if not _FENCE.match(line):
             index += 1
             continue
@@ -94,6 +100,9 @@ def examples(markdown: str) -> list[Example]:
                 raise ValueError(f"line {index}: a background block holds exactly one command")
             block[0].background = True
             background_next = False
+        for example in block:
+            example.retry = retry_next
+        retry_next = False
         found.extend(block)
         index += 1
     return found

@@ -21,6 +21,7 @@ ready: http://127.0.0.1:4566
 $ not a console block
 ```
 
+<!-- walkthrough: retry -->
 ```console
 $ pixflare upload photo.jpg \\
     --owner me
@@ -39,9 +40,10 @@ def test_commands_output_exit_codes_and_background_are_read_in_order() -> None:
         "pixflare status <ID:8>",
     ]
     assert [e.background for e in found] == [True, False, False]
+    assert [e.retry for e in found] == [False, True, True]
     assert [e.exit_code for e in found] == [0, 0, 1]
     assert found[1].expected == ["photo.jpg -> <ID>"]
-    assert found[2].line == 18
+    assert found[2].line == 19
 
 
 def test_output_before_a_command_is_refused() -> None:
