@@ -29,7 +29,8 @@ from lambdas.api.errors import Problem, RouteNotFound, problem_for
 from lambdas.api.inputs import body_text, parse_limit, parse_upload_request
 from lambdas.shared.config import load_settings
 from lambdas.shared.deadline import Deadline, LambdaContextLike
-from lambdas.shared.observability import logger, metrics, publish_metrics, tracer
+from lambdas.shared.observability import logger, metrics, publish_metrics
+from lambdas.shared.tracing import tracer
 
 JSON = "application/json"
 

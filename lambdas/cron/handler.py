@@ -18,7 +18,8 @@ from lambdas.shared.config import load_settings
 from lambdas.shared.deadline import Deadline, LambdaContextLike
 from lambdas.shared.errors import InvalidMessageError
 from lambdas.shared.messages import CronContinuation
-from lambdas.shared.observability import logger, metrics, publish_metrics, tracer
+from lambdas.shared.observability import logger, metrics, publish_metrics
+from lambdas.shared.tracing import tracer
 from lambdas.shared.worker import JobContext, QueueWorker
 
 

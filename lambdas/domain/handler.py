@@ -19,8 +19,9 @@ from lambdas.shared.config import Settings
 from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.errors import ConfigError, PermanentError
 from lambdas.shared.messages import DomainCheck
-from lambdas.shared.observability import logger, publish_metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics
 from lambdas.shared.producers import enqueue_domain_check
+from lambdas.shared.tracing import tracer
 from lambdas.shared.worker import JobContext, QueueWorker
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from lambdas.ingest.pipeline import process_notification
 from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.messages import S3Notification
-from lambdas.shared.observability import logger, publish_metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics
+from lambdas.shared.tracing import tracer
 from lambdas.shared.worker import QueueWorker
 
 worker = QueueWorker(name="ingest", model=S3Notification, process=process_notification)

@@ -1,4 +1,7 @@
-"""The Powertools logger, tracer and metrics every function shares.
+"""The Powertools logger and metrics every function (and the CLI) shares.
+
+The tracer is in lambdas.shared.tracing: only handlers need it, and creating it
+imports the X-Ray SDK (about 0.15 s), which the `pixflare` command should not pay.
 
 Service name and namespace come from POWERTOOLS_SERVICE_NAME and
 POWERTOOLS_METRICS_NAMESPACE, which the stack sets per function.
@@ -10,11 +13,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics(namespace="Pixflare")
 
 

@@ -9,7 +9,8 @@ from lambdas.shared.deadline import LambdaContextLike
 from lambdas.shared.errors import ConditionFailedError, ConfigError
 from lambdas.shared.images import ImageRepository
 from lambdas.shared.messages import VariantJob
-from lambdas.shared.observability import logger, publish_metrics, tracer
+from lambdas.shared.observability import logger, publish_metrics
+from lambdas.shared.tracing import tracer
 from lambdas.shared.worker import JobContext, QueueWorker, config_error_reason
 from lambdas.variant.pipeline import ERROR_TEXT_LIMIT, process_variant_job, record_variant_failure
 
