@@ -210,7 +210,51 @@ def refused_global_option(args: argparse.Namespace) -> str | None:
     return None
 
 
-def build_parser() -> CommandParser:
+# The module of pixflare/commands/ that registers each command, so that running one
+# imports only its own module (the others pull in the local stack, Pillow, the backup
+# pipeline...: about 0.15 s a run). tests/unit/test_cli_main.py checks it against what
+# the modules register; a command missing here still works, by importing them all.
+COMMAND_MODULES: dict[str, str] = {
+    "backup": "backup",
+    "cron": "cron",
+    "delete": "images",
+    "demo": "demo",
+    "dlq": "dlq",
+    "domain": "domain",
+    "keys": "keys",
+    "list": "images",
+    "local": "local",
+    "restore": "images",
+    "stats": "views",
+    "status": "images",
+    "upload": "images",
+    "views": "views",
+}
+_VALUED_GLOBAL_OPTIONS = ("--endpoint", "--stack", "--region")
+
+
+def invoked_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs (its first word after the global options), if any."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _VALUED_GLOBAL_OPTIONS:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def command_modules(argv: Sequence[str] | None) -> list[str]:
+    """The modules of pixflare/commands/ to import: the invoked command's alone when it
+    is known; otherwise (no command, --help, a typo) every one."""
+    command = invoked_command(argv) if argv is not None else None
+    if command in COMMAND_MODULES:
+        return [COMMAND_MODULES[command]]
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> CommandParser:
+    """The parser of every command; given the command line, only of the one it runs."""
     parser = CommandParser(
         prog=PROG,
         description="Pixflare jobs on AWS: uploads, queues, daily jobs, backups, "
@@ -218,8 +262,8 @@ def build_parser() -> CommandParser:
     )
     _global_options(parser, suppress=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
+    for module_name in command_modules(argv):
+        module = importlib.import_module(f"{commands.__name__}.{module_name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)
@@ -324,9 +368,10 @@ def main(
 ) -> int:
     out = stdout or sys.stdout
     err_stream = stderr or sys.stderr
-    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(arguments)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     endpoint: str | None = args.target_endpoint

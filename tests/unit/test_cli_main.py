@@ -9,7 +9,16 @@ import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
 from lambdas.shared.observability import logger
-from pixflare.cli import SERVICE_NAME, build_parser, error_reason, logs_to, main, walk_subcommands
+from pixflare.cli import (
+    COMMAND_MODULES,
+    SERVICE_NAME,
+    build_parser,
+    error_reason,
+    invoked_command,
+    logs_to,
+    main,
+    walk_subcommands,
+)
 from pixflare.context import CommandError
 from pixflare.resolve import ResolveError, settings_from_outputs
 
@@ -24,6 +33,44 @@ def test_every_command_module_is_registered() -> None:
     commands = build_parser().subcommands
     for name in ("upload", "status", "delete", "dlq", "local", "demo"):
         assert name in commands
+
+
+def test_the_command_table_names_the_module_that_registers_each_command() -> None:
+    # Given every command module imported (what `pixflare --help` shows)
+    everything = build_parser().subcommands
+    # Then the table knows each command, and each command's module alone registers it
+    assert set(COMMAND_MODULES) == set(everything)
+    for command, module in COMMAND_MODULES.items():
+        assert command in build_parser([command]).subcommands, (command, module)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["status", "a" * 32], "status"),
+        (["--endpoint", "http://127.0.0.1:1", "--json", "dlq", "list"], "dlq"),
+        (["--stack", "S", "--region", "r", "local", "up"], "local"),
+        (["--endpoint=http://127.0.0.1:1", "list", "--owner", "o"], "list"),
+        (["--help"], None),
+        ([], None),
+    ],
+)
+def test_the_invoked_command_is_the_first_word_after_the_global_options(
+    argv: list[str], command: str | None
+) -> None:
+    assert invoked_command(argv) == command
+
+
+def test_running_a_command_builds_only_its_own_modules_commands() -> None:
+    assert set(build_parser(["status", "a" * 32]).subcommands) == {
+        "upload",
+        "status",
+        "list",
+        "delete",
+        "restore",
+    }
+    # and a word that is no command gets every command, so argparse can list them
+    assert set(build_parser(["stauts"]).subcommands) == set(COMMAND_MODULES)
 
 
 def test_global_options_are_accepted_after_the_subcommand_too() -> None:
