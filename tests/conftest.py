@@ -47,3 +47,13 @@ def aws() -> Iterator[Resources]:
 
     with mock_aws():
         yield create_resources()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules (a local stack, a CDK synth) first, the rest in their order.
+
+    `make test` hands whole modules to two workers in collection order; a long module
+    handed out last runs alone while the other worker idles. Starting with the long
+    ones lets the many short ones even the two out at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
