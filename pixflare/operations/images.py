@@ -30,6 +30,9 @@ from lambdas.shared.producers import enqueue_variant_job
 FULL_ID_CHARS = 32
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
+# Reads of one page at most: soft-deleted images are filtered after each read, so a
+# run of them could otherwise keep a page reading on (the next page starts there).
+MAX_LIST_READS = 10
 
 
 class ImageIdError(PermanentError):
@@ -127,13 +130,17 @@ def list_images(
             ) from None
     images = ImageRepository(settings.require("images_table"))
     records: list[ImageRecord] = []
-    while True:
+    for _ in range(MAX_LIST_READS):
         page, start_key = images.list_for_owner(
             owner, album=album, limit=limit + 1 - len(records), start_key=start_key
         )
         records.extend(page)
         if start_key is None or len(records) > limit:
             break
+    else:
+        # Mostly deleted images so far: a shorter page, and the cursor where reading stopped.
+        if start_key is not None and len(records) <= limit:
+            return ImagePage(records, encode_cursor(start_key))
     if len(records) <= limit:
         return ImagePage(records, None)
     shown = records[:limit]

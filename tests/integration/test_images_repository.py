@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from lambdas.shared import aws as shared_aws
+from lambdas.shared.config import settings_from_env
 from lambdas.shared.errors import ConditionFailedError
 from lambdas.shared.images import (
     ImageRecord,
@@ -20,6 +21,7 @@ from lambdas.shared.images import (
     iso_seconds,
     purge_due_at,
 )
+from pixflare.operations.images import MAX_LIST_READS, list_images
 from tests.support.aws_resources import REGION, Resources
 
 
@@ -161,3 +163,34 @@ def test_the_purge_date_is_the_deletion_plus_the_retention() -> None:
     assert not is_purge_due(deleted, due, 30)
     assert is_purge_due(deleted, due + timedelta(microseconds=1), 30)
     assert not is_purge_due(record("a" * 32), due + timedelta(days=999), 30)
+
+
+def test_a_run_of_deleted_images_ends_a_list_page_early_with_a_cursor(aws: Resources) -> None:
+    # Given one live image, older than more deleted ones than a page reads through
+    images = ImageRepository(aws.tables["images"])
+    live = "f" * 32
+    images.create(record(live))
+    deleted = MAX_LIST_READS * 2 + 1  # each read asks for limit + 1 = 2
+    for n in range(deleted):
+        image_id = f"{n:032x}"
+        images.create(
+            ImageRecord(
+                image_id=image_id, owner="alice", album="trip", filename=f"{n}.jpg",
+                bucket="b", original_key=f"alice/trip/{n}.jpg/original",
+                created_at=f"2026-02-01T00:00:{n:02d}Z",
+            )
+        )  # fmt: skip
+        images.soft_delete(image_id, "2026-03-01T00:00:00Z")
+    settings = settings_from_env(aws.env())
+    # When the owner's images are listed a page of one at a time
+    page = list_images(settings, "alice", limit=1)
+    pages = 1
+    found = list(page.records)
+    while page.next_cursor and pages < deleted:  # bounded: a page reads at least one item
+        page = list_images(settings, "alice", limit=1, cursor=page.next_cursor)
+        found.extend(page.records)
+        pages += 1
+    # Then the first page stopped early (empty, with a cursor), and paging on finds the
+    # live image, once
+    assert [r.image_id for r in found] == [live]
+    assert pages > 1
