@@ -57,6 +57,7 @@ from lambdas.shared.errors import (
 from lambdas.shared.images import BackupStatus, ImageRecord, ImageRepository, backup_state_fields
 from lambdas.shared.messages import BackupJob
 from lambdas.shared.observability import logger, metrics
+from lambdas.shared.originals import REFUSED_ERROR_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -122,9 +123,6 @@ def verdict(record: ImageRecord, head: Mapping[str, Any] | None) -> tuple[Verdic
 BACKFILL_PAGE_SIZE = 100  # images read from the by-owner index a round
 # How long after an interrupted `backup set` the daily sync finishes its backfill.
 BACKFILL_SWEEP_WINDOW = timedelta(days=2)
-# The error an original refused at ingest carries (lambdas/shared/originals.py): its
-# object was removed, so there is nothing to back up.
-_REFUSED_ERROR_PREFIX = "refused:"
 
 ProgressState = Literal["backedUp", "queued", "failed", "notYet"]
 PROGRESS_STATES: tuple[ProgressState, ...] = ("backedUp", "queued", "failed", "notYet")
@@ -132,7 +130,7 @@ PROGRESS_STATES: tuple[ProgressState, ...] = ("backedUp", "queued", "failed", "n
 
 def has_original(record: ImageRecord) -> bool:
     """An original arrived and was kept: there is something to back up."""
-    return bool(record.original_etag) and not (record.error or "").startswith(_REFUSED_ERROR_PREFIX)
+    return bool(record.original_etag) and not (record.error or "").startswith(REFUSED_ERROR_PREFIX)
 
 
 def backed_up_at(record: ImageRecord, destination: Destination) -> bool:

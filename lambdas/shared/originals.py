@@ -49,6 +49,10 @@ from lambdas.shared.keys import IMAGE_ID, ORIGINAL, ImagePath, InvalidNameError,
 from lambdas.shared.objects import ImagesBucket, ObjectHead
 from lambdas.shared.producers import enqueue_backup_job, enqueue_variant_job
 
+# How a record's error starts when its original was refused at ingest (and removed):
+# there is nothing to render or back up (lambdas/cron/backup_sync.py reads it).
+REFUSED_ERROR_PREFIX = "refused:"
+
 ORIGINAL_CACHE_CONTROL = "private, max-age=31536000, immutable"
 # Object metadata (x-amz-meta-image-id) naming the record an original belongs to.
 IMAGE_ID_METADATA = "image-id"
@@ -253,7 +257,7 @@ def ingest_original(
             record.image_id,
             {
                 "variants_status": "failed",
-                "error": f"refused: {reason}",
+                "error": f"{REFUSED_ERROR_PREFIX} {reason}",
                 "original_etag": found.etag,
                 "ingested_etag": found.etag,
                 "bytes": found.size,
