@@ -101,6 +101,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cron_scale.py
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/upload_latency.py
+	$(BIN)/python bench/local_stop.py
 
 clean:
 	rm -rf $(VENV) cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache
