@@ -13,6 +13,9 @@ time and writes, per image:
 Phase ``owners`` walks ``owners#{date}`` a page at a time; for each owner it sums
 the ``image-day`` items into ``owner#{owner}`` / ``day#{date}`` and then the
 owner's day items of the month into ``owner#{owner}`` / ``month#{YYYY-MM}``.
+Its last step then writes ``rollups`` / ``day#{date}``: the day is rolled up (with
+when and the day's counts), which is how ``pixflare stats`` tells a day rolled up
+without an owner's views from one not rolled up yet. A re-run overwrites it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ IMAGES_PAGE_SIZE = 500
 OWNERS_PAGE_SIZE = 50
 # An owner's image-day items are read in pages; this bounds one owner's pages per step.
 MAX_PAGES_PER_QUERY = 1_000
+# The partition of "this day is rolled up" markers, one item per day (sk ``day#{date}``).
+ROLLUPS_PARTITION = "rollups"
 
 
 # -- pure ---------------------------------------------------------------------------------
@@ -90,6 +95,21 @@ def image_days(items: Iterable[Mapping[str, Any]]) -> list[ImageDay]:
             )
         )
     return out
+
+
+def rollup_marker_key(day: date) -> str:
+    return f"day#{day.isoformat()}"
+
+
+def rollup_marker(day: date, rolled_up_at: str, counts: Mapping[str, Any]) -> dict[str, Any]:
+    """The item saying ``day`` is rolled up; no TTL: it lives as long as the day totals."""
+    return {
+        "pk": ROLLUPS_PARTITION,
+        "sk": rollup_marker_key(day),
+        "day": day.isoformat(),
+        "rolled_up_at": rolled_up_at,
+        **{name: int(counts.get(name, 0) or 0) for name in ("images", "views", "owners")},
+    }
 
 
 def image_day_writes(day: date, totals: Iterable[ImageDay], computed_at: str) -> list[dict]:
@@ -204,14 +224,18 @@ class AnalyticsJob:
 
     def step(self, cursor: Mapping[str, Any]) -> StepResult:
         phase = cursor.get("phase", "images")
+        # The day's running counts ride in the cursor, for the rolled-up marker.
+        totals = {name: int(cursor.get(name, 0) or 0) for name in ("images", "views", "owners")}
         if phase == "images":
-            return self.images_step(int(cursor.get("shard", 0)), cursor.get("start"))
+            return self.images_step(int(cursor.get("shard", 0)), cursor.get("start"), totals)
         if phase == "owners":
-            return self.owners_step(cursor.get("start"))
+            return self.owners_step(cursor.get("start"), totals)
         raise PermanentError(f"unknown analytics phase {phase!r}")
 
     # -- per image ------------------------------------------------------------------------
-    def images_step(self, shard: int, start_key: Mapping[str, Any] | None) -> StepResult:
+    def images_step(
+        self, shard: int, start_key: Mapping[str, Any] | None, totals: Mapping[str, int]
+    ) -> StepResult:
         if not 0 <= shard < VIEW_SHARDS:
             raise PermanentError(f"shard {shard} out of range")
         items, last_key = query_stats(
@@ -222,18 +246,30 @@ class AnalyticsJob:
             limit=self.images_page_size,
             start_key=start_key,
         )
-        totals = image_days(items)
-        writes = image_day_writes(self.day, totals, self.computed_at)
+        image_totals = image_days(items)
+        writes = image_day_writes(self.day, image_totals, self.computed_at)
         batch_write(self.table, writes)
-        counts = {"images_rolled_up": len(totals), "views": sum(t.views for t in totals)}
+        counts = {
+            "images_rolled_up": len(image_totals),
+            "views": sum(t.views for t in image_totals),
+        }
+        carried = {
+            **totals,
+            "images": totals["images"] + counts["images_rolled_up"],
+            "views": totals["views"] + counts["views"],
+        }
         if last_key:
-            return StepResult({"phase": "images", "shard": shard, "start": last_key}, counts)
+            return StepResult(
+                {"phase": "images", "shard": shard, "start": last_key, **carried}, counts
+            )
         if shard + 1 < VIEW_SHARDS:
-            return StepResult({"phase": "images", "shard": shard + 1}, counts)
-        return StepResult({"phase": "owners"}, counts)
+            return StepResult({"phase": "images", "shard": shard + 1, **carried}, counts)
+        return StepResult({"phase": "owners", **carried}, counts)
 
     # -- per owner ------------------------------------------------------------------------
-    def owners_step(self, start_key: Mapping[str, Any] | None) -> StepResult:
+    def owners_step(
+        self, start_key: Mapping[str, Any] | None, totals: Mapping[str, int]
+    ) -> StepResult:
         date_text = self.day.isoformat()
         items, last_key = query_stats(
             self.table,
@@ -276,9 +312,17 @@ class AnalyticsJob:
             )
         batch_write(self.table, [{"PutRequest": {"Item": to_item(i)}} for i in month_items])
         counts = {"owners_rolled_up": len(owners)}
+        carried = {**totals, "owners": totals["owners"] + len(owners)}
         if last_key:
-            return StepResult({"phase": "owners", "start": last_key}, counts)
+            return StepResult({"phase": "owners", "start": last_key, **carried}, counts)
+        # Last: every total of the day is written, so the day is marked rolled up.
+        self.mark_rolled_up(carried)
         return StepResult(None, counts)
+
+    def mark_rolled_up(self, totals: Mapping[str, int]) -> None:
+        item = rollup_marker(self.day, self.computed_at, totals)
+        with aws_errors(f"mark {self.day.isoformat()} rolled up in {self.table}"):
+            aws.dynamodb().put_item(TableName=self.table, Item=to_item(item))
 
 
 # -- reading the roll-ups (pixflare stats) ------------------------------------------------
@@ -311,6 +355,22 @@ def owner_month_stats(settings: Settings, owner: str, month: str) -> dict[str, A
         "days": days,
         "rolledUp": item is not None,
     }
+
+
+def day_rolled_up(settings: Settings, day: date) -> dict[str, Any] | None:
+    """The day's rolled-up marker (one GetItem), or None when it is not rolled up."""
+    return _get(settings, ROLLUPS_PARTITION, rollup_marker_key(day))
+
+
+def rolled_up_days(settings: Settings, month: str) -> list[str]:
+    """The days of ``month`` that are rolled up, oldest first (one Query)."""
+    items = query_all(
+        settings.require("stats_table"),
+        "#pk = :pk AND begins_with(#sk, :prefix)",
+        {"#pk": "pk", "#sk": "sk"},
+        {":pk": ROLLUPS_PARTITION, ":prefix": f"day#{month}"},
+    )
+    return sorted(str(item["sk"]).removeprefix("day#") for item in items)
 
 
 def _get(settings: Settings, pk: str, sk: str) -> dict[str, Any] | None:

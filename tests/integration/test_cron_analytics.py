@@ -8,7 +8,12 @@ from typing import Any
 import boto3
 import pytest
 
-from lambdas.cron.analytics import owner_day_stats, owner_month_stats
+from lambdas.cron.analytics import (
+    day_rolled_up,
+    owner_day_stats,
+    owner_month_stats,
+    rolled_up_days,
+)
 from lambdas.cron.registry import run_to_completion
 from lambdas.cron.view_counters import VIEW_SHARDS, record_views, view_shard
 from lambdas.shared.config import load_settings
@@ -92,6 +97,42 @@ def test_running_twice_for_one_day_gives_the_same_numbers(env: Resources) -> Non
     assert views(env, "owner#alice", "month#2026-03") == 9
 
 
+def test_a_finished_rollup_marks_its_day_and_a_rerun_overwrites_the_mark(env: Resources) -> None:
+    seed_views(env)
+    settings = load_settings()
+    assert day_rolled_up(settings, date(2026, 3, 4)) is None
+
+    run_to_completion("analytics", settings, at("2026-03-05T02:00:00"))
+    first = stats_item(env, "rollups", "day#2026-03-04")
+    assert first is not None
+    assert {k: next(iter(v.values())) for k, v in first.items()} == {
+        "pk": "rollups",
+        "sk": "day#2026-03-04",
+        "day": "2026-03-04",
+        "rolled_up_at": "2026-03-05T02:00:00.000000Z",
+        "images": "3",
+        "views": "16",
+        "owners": "2",
+    }
+    assert "expires_at" not in first  # kept as long as the day totals it vouches for
+
+    # A re-run writes the same counts again, with its own time
+    run_to_completion("analytics", settings, at("2026-03-05T02:30:00"))
+    marker = day_rolled_up(settings, date(2026, 3, 4))
+    assert marker is not None
+    assert marker["rolled_up_at"] == "2026-03-05T02:30:00.000000Z"
+    assert (marker["images"], marker["views"], marker["owners"]) == (3, 16, 2)
+    assert rolled_up_days(settings, "2026-03") == ["2026-03-04"]
+
+    # A day without any views is marked too: rolled up, nothing to count
+    run_to_completion("analytics", settings, at("2026-03-02T02:00:00"))
+    empty = day_rolled_up(settings, date(2026, 3, 1))
+    assert empty is not None
+    assert (empty["images"], empty["views"], empty["owners"]) == (0, 0, 0)
+    assert rolled_up_days(settings, "2026-03") == ["2026-03-01", "2026-03-04"]
+    assert rolled_up_days(settings, "2026-02") == []
+
+
 def test_month_total_sums_the_days_of_the_month(env: Resources) -> None:
     settings = load_settings()
     # Given views on the last day of February and on three days of March
@@ -138,6 +179,10 @@ def test_many_images_across_pages_and_shards(env: Resources) -> None:
     assert report.done
     assert report.counts["images_rolled_up"] == 60
     assert report.counts["owners_rolled_up"] == 3
+    # The marker's counts, carried from step to step in the cursor, are the day's
+    marker = day_rolled_up(settings, date(2026, 3, 4))
+    assert marker is not None
+    assert (marker["images"], marker["views"], marker["owners"]) == (60, sum(range(61)), 3)
     for owner in range(3):
         expected = sum(n for n in range(1, 61) if n % 3 == owner)
         assert views(env, f"owner#owner{owner}", "day#2026-03-04") == expected

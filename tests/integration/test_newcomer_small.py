@@ -140,29 +140,37 @@ def test_stats_tells_a_day_not_rolled_up_from_one_without_the_owners_views(
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    # Before the roll-up: views were recorded that day, waiting for the job
+    # Before the roll-up: the day and its month wait for the job
     line = said("nobody", "--day", "2026-01-10")
     assert line.startswith("nobody: 0 views in 2026-01-10 (not rolled up yet:")
     assert "`pixflare cron run analytics --day 2026-01-10`" in line
     stats = document("nobody", "--day", "2026-01-10")
     assert stats["rollup"] == "not-rolled-up" and stats["rolledUp"] is False
-    # A day nobody's images were viewed: nothing to roll up, and it says that instead
-    assert said("nobody", "--day", "2026-01-11") == (
-        "nobody: 0 views in 2026-01-11 (no views of anyone's images recorded on 2026-01-11: "
-        "nothing to roll up)"
+    stats = document("nobody", "--month", "2026-01")
+    assert (stats["rollup"], stats["rolledUp"], stats["through"]) == (
+        "nothing-rolled-up",
+        False,
+        None,
     )
-    assert document("nobody", "--month", "2026-01")["rollup"] == "nothing-rolled-up"
 
-    # After the roll-up: rolled up, and none of nobody's images were viewed
-    done = on_stack(stack, "cron", "run", "analytics", "--day", "2026-01-10")
-    assert done.returncode == 0, done.stderr
+    # After the roll-up of the 10th, and of the 11th when nobody's images were viewed
+    for day in ("2026-01-10", "2026-01-11"):
+        done = on_stack(stack, "cron", "run", "analytics", "--day", day)
+        assert done.returncode == 0, done.stderr
     assert said("nobody", "--day", "2026-01-10") == (
         "nobody: 0 views in 2026-01-10 (rolled up: none of nobody's images were viewed that day)"
     )
-    stats = document("nobody", "--day", "2026-01-10")
+    stats = document("nobody", "--day", "2026-01-11")
     assert stats["rollup"] == "rolled-up" and stats["rolledUp"] is True
+    stats = document("nobody", "--month", "2026-01")
+    assert (stats["rollup"], stats["rolledUp"], stats["through"], stats["rolledUpDays"]) == (
+        "rolled-up",
+        True,
+        "2026-01-11",
+        ["2026-01-10", "2026-01-11"],
+    )
     assert said("nobody", "--month", "2026-01") == (
-        "nobody: 0 views in 2026-01 (rolled up through 2026-01-10: "
+        "nobody: 0 views in 2026-01 (rolled up through 2026-01-11: "
         "none of nobody's images were viewed)"
     )
     assert said("nobody", "--month", "2025-12").startswith(
