@@ -14,8 +14,10 @@ virtual host, say) is looked up and checked once, the same way, before its first
 connection. No environment proxy is used for a destination (a proxy would resolve
 the host itself), and HTTP redirects are never followed: botocore sends with
 ``Retry(False)``, and its S3 region redirect re-resolves the configured endpoint
-(same host) rather than following a Location. AWS S3 itself (no endpoint) is left
-to botocore: its hosts are AWS's, whatever bucket or region the owner names.
+(same host) rather than following a Location, at most once a call (a destination's
+HeadBucket is not itself redirected: :func:`_head_bucket_not_redirected`). AWS S3
+itself (no endpoint) is left to botocore: its hosts are AWS's, whatever bucket or
+region the owner names.
 """
 
 from __future__ import annotations
@@ -255,6 +257,17 @@ def pin_client(client: Any, pins: Pins, timeouts: Timeouts) -> Any:
     return client
 
 
+def _head_bucket_not_redirected(context: dict[str, Any], **_: Any) -> None:
+    """A destination's HeadBucket is never region-redirected. botocore's S3 region
+    redirect asks HeadBucket where a bucket lives when a reply is a 301/302/307 without
+    a region; a server that answers HeadBucket with one too would be asked again and
+    again (unbounded recursion, a request each time). Marked as already redirected,
+    that HeadBucket's redirect is an error like any other, and the call fails once."""
+    redirect = context.get("s3_redirect")
+    if isinstance(redirect, dict):
+        redirect["redirected"] = True
+
+
 def check_endpoint(destination: Destination, policy: EndpointPolicy) -> CheckedEndpoint | None:
     """The destination's endpoint, checked now; None for AWS S3 (no endpoint)."""
     if not destination.endpoint_url:
@@ -294,6 +307,9 @@ def remote_client(
             aws_session_token=None,
             config=remote_config(path_style=destination.path_style, timeouts=timeouts),
         )
-        return client if pins is None else pin_client(client, pins, timeouts)
+        if pins is None:
+            return client
+        client.meta.events.register("before-call.s3.HeadBucket", _head_bucket_not_redirected)
+        return pin_client(client, pins, timeouts)
 
     return cast("S3Client", DeadlineBoundClient("backup destination", make, REMOTE_TIMEOUTS))
