@@ -20,6 +20,8 @@ the local stack only) the runtime's own client.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform
@@ -28,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,37 +305,57 @@ def _scratch(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}-", dir=BUILD_DIR))
 
 
+@contextlib.contextmanager
+def one_at_a_time(lock_path: Path) -> Iterator[None]:
+    """Held by one process at a time (an exclusive flock, released if the holder dies),
+    so processes that need the same build at once (make test's two workers on a fresh
+    clone) make it once: the others wait, then find it made."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_once(dest: Path, build: Callable[[Path], None]) -> Path:
+    """``dest``, unless it exists: ``build`` fills a scratch directory that is then moved
+    into place; a concurrent build of the same ``dest`` is waited for, not repeated."""
+    if dest.is_dir():
+        return dest
+    with one_at_a_time(BUILD_DIR / f".{dest.name}.lock"):
+        if dest.is_dir():
+            return dest
+        tmp = _scratch(dest.name.split("-", 1)[0])
+        try:
+            build(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return _publish(tmp, dest)
+
+
 def build_layer(name: str, target: Platform = TARGET, *, quiet: bool = True) -> Path:
     """Build (or reuse) a layer for ``target``; returns the directory holding ``python/``."""
     spec = LAYERS[name]
     dest = BUILD_DIR / f"{spec.name}-{target.machine}-{layer_key(spec, target)}"
-    if dest.is_dir():
-        return dest
-    tmp = _scratch(spec.name)
-    try:
+
+    def build(tmp: Path) -> None:
         site = tmp / "python"
         _pip_install(spec.lock, site, target, quiet=quiet)
         compile_tree(site, OPT_PYTHON, quiet=quiet)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _build_once(dest, build)
 
 
 def build_runtime(*, quiet: bool = True) -> Path:
     """The Runtime Interface Client for this machine (the local stack's /var/runtime)."""
     target = host_platform()
     dest = BUILD_DIR / f"{RUNTIME.name}-{target.machine}-{layer_key(RUNTIME, target)}"
-    if dest.is_dir():
-        return dest
-    tmp = _scratch(RUNTIME.name)
-    try:
+
+    def build(tmp: Path) -> None:
         _pip_install(RUNTIME.lock, tmp, target, quiet=quiet)
         compile_tree(tmp, "/var/runtime", quiet=quiet)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _build_once(dest, build)
 
 
 def stage_function_code(*, quiet: bool = True) -> Path:
@@ -343,20 +365,16 @@ def stage_function_code(*, quiet: bool = True) -> Path:
     ``lambdas.variant.handler.handler`` imports from the function's root.
     """
     dest = BUILD_DIR / f"code-{code_key()}"
-    if dest.is_dir():
-        return dest
-    tmp = _scratch("code")
-    try:
+
+    def build(tmp: Path) -> None:
         shutil.copytree(
             LAMBDAS_DIR,
             tmp / "lambdas",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache"),
         )
         compile_tree(tmp, TASK_ROOT, quiet=quiet)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _build_once(dest, build)
 
 
 # -- the local stack's view of a template's layers -----------------------------------
@@ -380,10 +398,8 @@ def merge_layers(layers: Sequence[Path]) -> Path:
     for layer in layers:
         digest.update(b"\0" + layer.name.encode())
     dest = BUILD_DIR / f"opt-{digest.hexdigest()[:16]}"
-    if dest.is_dir():
-        return dest
-    tmp = _scratch("opt")
-    try:
+
+    def build(tmp: Path) -> None:
         for layer in layers:
             for source in sorted(layer.rglob("*")):
                 target = tmp / source.relative_to(layer)
@@ -396,10 +412,8 @@ def merge_layers(layers: Sequence[Path]) -> Path:
                     os.link(source, target)
                 except OSError:
                     shutil.copy2(source, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _build_once(dest, build)
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ size in infra/ and the key changes with it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from layers.build import one_at_a_time
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTH_TIMEOUT_SECONDS = 600
@@ -114,6 +117,17 @@ def synthesize_template(
         )
     context = cdk_context(overrides)
     cached = cached_template_path(overrides)
+    if not use_cache:
+        return _synthesize(context, cached, use_cache=False)
+    # One synthesis per template at a time: a process that waited reads the cache. (A
+    # cache directory that cannot be written only costs another synth, unlocked.)
+    with contextlib.ExitStack() as held:
+        with contextlib.suppress(OSError):
+            held.enter_context(one_at_a_time(cached.with_suffix(".lock")))
+        return _synthesize(context, cached, use_cache=True)
+
+
+def _synthesize(context: Mapping[str, Any], cached: Path, *, use_cache: bool) -> dict[str, Any]:
     if use_cache and cached.is_file():
         try:
             document: dict[str, Any] = json.loads(cached.read_text())
