@@ -3,8 +3,8 @@ are made once: the second waits for the first and uses its result."""
 
 from __future__ import annotations
 
-import multiprocessing
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,32 +14,36 @@ from layers import build
 JOIN_SECONDS = 30  # a bound on a hung child, not a speed check
 
 
-def build_in_child(dest: Path, log: Path) -> None:
-    def make(tmp: Path) -> None:
-        with log.open("a") as out:
-            out.write("built\n")
-        time.sleep(0.3)  # long enough that the other process arrives meanwhile
-        (tmp / "content").write_text("made once")
+CHILD = """
+import sys, time
+from pathlib import Path
+from layers import build
 
-    assert build._build_once(dest, make) == dest
+build.BUILD_DIR, dest, log = (Path(arg) for arg in sys.argv[1:4])
+
+def make(tmp):
+    with log.open("a") as out:
+        out.write("built\\n")
+    time.sleep(0.3)  # long enough that the other process arrives meanwhile
+    (tmp / "content").write_text("made once")
+
+assert build._build_once(dest, make) == dest
+"""
 
 
-def test_two_processes_needing_one_build_make_it_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_processes_needing_one_build_make_it_once(tmp_path: Path) -> None:
     # Given two processes that need the same build at the same moment
-    monkeypatch.setattr(build, "BUILD_DIR", tmp_path / "build")
-    dest = tmp_path / "build" / "thing-0123"
+    build_dir = tmp_path / "build"
+    dest = build_dir / "thing-0123"
     log = tmp_path / "log"
-    fork = multiprocessing.get_context("fork")
-    children = [fork.Process(target=build_in_child, args=(dest, log)) for _ in range(2)]
     # When both run
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(JOIN_SECONDS)
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, str(build_dir), str(dest), str(log)])
+        for _ in range(2)
+    ]
+    codes = [child.wait(JOIN_SECONDS) for child in children]
     # Then both got it, and it was built once
-    assert [child.exitcode for child in children] == [0, 0]
+    assert codes == [0, 0]
     assert log.read_text() == "built\n"
     assert (dest / "content").read_text() == "made once"
 
