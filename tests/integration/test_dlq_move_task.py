@@ -25,6 +25,9 @@ from lambdas.shared.config import settings_from_env
 from pixflare.commands import dlq
 from pixflare.context import CommandContext
 
+# serve_forever's poll: shutdown() waits up to one (the default 0.5 s, each server, each test).
+POLL_SECONDS = 0.05
+
 ACCOUNT = "123456789012"
 SOURCE = "PixflareJobs-variant"
 DEAD = "PixflareJobs-variant-dlq"
@@ -128,7 +131,9 @@ def fake_sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSqs]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+    )
     thread.start()
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)

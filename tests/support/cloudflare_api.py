@@ -21,6 +21,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# serve_forever's poll: shutdown() waits up to one (the default 0.5 s, each server, each test).
+POLL_SECONDS = 0.05
+
 LOOPBACK = "127.0.0.1"
 API_PREFIX = "/client/v4"
 
@@ -114,7 +117,9 @@ class FakeCloudflare:
 
         self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+        )
         self._thread.start()
         return self
 

@@ -21,6 +21,9 @@ import dns.resolver
 
 from lambdas.shared.endpoint_policy import EndpointUnresolvedError, IPAddress
 
+# serve_forever's poll: shutdown() waits up to one (the default 0.5 s, each server, each test).
+POLL_SECONDS = 0.05
+
 LOOPBACK = "127.0.0.1"
 # Addresses that count as public; nothing ever connects to them (see RecordingConnector).
 PUBLIC_V4 = "93.184.215.14"
@@ -139,7 +142,9 @@ class RedirectingServer:
         self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+        )
 
     def __enter__(self) -> RedirectingServer:
         self._thread.start()
