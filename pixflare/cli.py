@@ -363,6 +363,15 @@ def error_reason(err: BaseException, endpoint: str | None) -> str | None:
     return None
 
 
+def resolve_image_argument(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    """Every command's IMAGE_ID, here once: a full id stays, a unique prefix becomes the
+    id it names (the commands take ``args.image_id`` as a full id); ImageIdError if not."""
+    if isinstance(getattr(args, "image_id", None), str):
+        args.image_id = resolve_image_id(
+            args.image_id, lambda: ImageRepository(settings().require("images_table"))
+        )
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
@@ -404,11 +413,7 @@ def main(
     try:
         with logs_to(err_stream):
             prepare_environment(endpoint, region)
-            if isinstance(getattr(args, "image_id", None), str):
-                # Every command's IMAGE_ID, here once: a full id, or a unique prefix.
-                args.image_id = resolve_image_id(
-                    args.image_id, lambda: ImageRepository(ctx.settings.require("images_table"))
-                )
+            resolve_image_argument(args, lambda: ctx.settings)
             return int(func(args, ctx) or 0)
     except KeyboardInterrupt:
         err_stream.write(f"{PROG}: interrupted\n")

@@ -23,7 +23,6 @@ from pydantic import SecretStr
 
 from lambdas.shared.destinations import DestinationCredentials, DestinationRepository
 from lambdas.shared.errors import PixflareError
-from lambdas.shared.keys import InvalidNameError, validate_image_id
 from pixflare.context import CommandContext, CommandError
 from pixflare.operations.backup_destinations import (
     DestinationRequest,
@@ -237,15 +236,8 @@ def run_show(args: argparse.Namespace, ctx: CommandContext) -> int:
     return 0
 
 
-def _image_id(value: str) -> str:
-    try:
-        return validate_image_id(value)
-    except InvalidNameError as err:
-        raise CommandError(str(err)) from None
-
-
 def run_restore(args: argparse.Namespace, ctx: CommandContext) -> int:
-    image_id = _image_id(args.image_id)
+    image_id: str = args.image_id  # resolved by pixflare.cli.main
     target: Path = args.to
     try:
         check = restore_backup(ctx.settings, image_id, target, overwrite=args.force)
@@ -261,7 +253,7 @@ def run_restore(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def run_verify(args: argparse.Namespace, ctx: CommandContext) -> int:
-    image_id = _image_id(args.image_id)
+    image_id: str = args.image_id  # resolved by pixflare.cli.main
     try:
         check = verify_backup(ctx.settings, image_id)
     except PixflareError as err:

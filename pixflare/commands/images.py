@@ -20,7 +20,6 @@ from typing import Any, TextIO
 from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.errors import ConditionFailedError, PixflareError
 from lambdas.shared.images import ImageRecord, ImageRepository, iso_seconds, purge_due_at
-from lambdas.shared.keys import validate_image_id
 from lambdas.shared.originals import store_upload
 from pixflare.context import CommandContext, CommandError
 from pixflare.operations.images import (
@@ -253,15 +252,8 @@ def run_upload(args: argparse.Namespace, ctx: CommandContext) -> int:
     return 1 if failures else 0
 
 
-def _image_id(value: str) -> str:
-    try:
-        return validate_image_id(value)
-    except Exception:
-        raise CommandError(f"{value!r} is not an image id (32 lowercase hex characters)") from None
-
-
 def run_status(args: argparse.Namespace, ctx: CommandContext) -> int:
-    image_id = _image_id(args.image_id)
+    image_id: str = args.image_id  # resolved by pixflare.cli.main
     record = ImageRepository(ctx.settings.require("images_table")).get(image_id)
     if record is None:
         raise CommandError(f"no image {image_id}")
@@ -271,7 +263,7 @@ def run_status(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def run_delete(args: argparse.Namespace, ctx: CommandContext) -> int:
-    image_id = _image_id(args.image_id)
+    image_id: str = args.image_id  # resolved by pixflare.cli.main
     if args.purge:
         return _purge(image_id, args, ctx)
     if args.yes:
@@ -332,7 +324,7 @@ def _purge(image_id: str, args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def run_restore(args: argparse.Namespace, ctx: CommandContext) -> int:
-    image_id = _image_id(args.image_id)
+    image_id: str = args.image_id  # resolved by pixflare.cli.main
     try:
         restored = restore_image(ctx.settings, image_id)
     except PixflareError as err:

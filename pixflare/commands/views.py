@@ -31,7 +31,7 @@ from lambdas.cron.view_counters import MAX_COUNT, record_views
 from lambdas.shared.config import Settings
 from lambdas.shared.errors import PixflareError
 from lambdas.shared.images import ImageRepository
-from lambdas.shared.keys import validate_image_id, validate_segment
+from lambdas.shared.keys import validate_segment
 from pixflare.context import CommandContext, CommandError
 
 
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
 
 def run_record(args: argparse.Namespace, ctx: CommandContext) -> int:
     try:
-        image_id = validate_image_id(args.image_id)
+        image_id: str = args.image_id  # resolved by pixflare.cli.main
         at = parse_now(args.at)
         record = ImageRepository(ctx.settings.require("images_table")).get(image_id)
         if record is None:

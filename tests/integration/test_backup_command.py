@@ -17,8 +17,10 @@ from lambdas.cron.registry import run_to_completion
 from lambdas.shared.clock import utcnow
 from lambdas.shared.config import load_settings
 from lambdas.shared.originals import store_upload
+from pixflare.cli import resolve_image_argument
 from pixflare.commands import backup as backup_command
 from pixflare.context import CommandContext, CommandError
+from pixflare.operations.images import ImageIdError
 from tests.support.aws_resources import Resources, receive_all
 from tests.support.env import ALLOW_PRIVATE_ENDPOINTS, use_env
 from tests.support.events import FakeLambdaContext, event_from_received
@@ -39,7 +41,8 @@ def env(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
 
 
 class Pixflare:
-    """Runs `pixflare backup ...` the way the CLI does: parse, then call ``func`` with a context."""
+    """Runs `pixflare backup ...` the way the CLI does: parse, resolve the IMAGE_ID, then
+    call ``func`` with a context."""
 
     def __init__(self) -> None:
         self.parser = argparse.ArgumentParser(prog="pixflare")
@@ -50,9 +53,12 @@ class Pixflare:
         out, err = io.StringIO(), io.StringIO()
         ctx = CommandContext(load_settings(), json_output=json_output, stdout=out, stderr=err)
         try:
+            resolve_image_argument(args, lambda: ctx.settings)
             code = args.func(args, ctx)
         except CommandError as failure:
             return failure.exit_code, None, str(failure)
+        except ImageIdError as failure:  # main prints it as one line, exit 1
+            return 1, None, str(failure)
         text = out.getvalue()
         return code, json.loads(text) if json_output else text, err.getvalue()
 
@@ -279,7 +285,7 @@ def test_restore_of_an_unknown_image_is_a_clear_error(env: Resources, pixflare: 
     assert "no image" in message
     code, _, message = pixflare("backup", "verify", "not-an-id")
     assert code == 1
-    assert "imageId must be" in message
+    assert "'not-an-id' is not an image id" in message
 
 
 # -- the secret never on the command line (issue #17) -----------------------------------------

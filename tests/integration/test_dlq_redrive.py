@@ -11,7 +11,7 @@ import pytest
 from lambdas.shared import aws
 from pixflare.commands import dlq
 from pixflare.commands.dlq import QueuePair, move_messages, peek
-from tests.support.aws_resources import REGION, Resources, receive_all
+from tests.support.aws_resources import REGION, Resources, queue_counts, receive_all
 
 
 class UnorderedQueues:
@@ -134,18 +134,6 @@ def test_a_plain_redrive_moves_everything_and_keeps_attributes(pair: QueuePair) 
     assert receive_all(pair.dlq_url) == []
 
 
-def counts(url: str) -> tuple[int, int]:
-    """(visible, in flight)."""
-    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
-
-
 def _put_invalid(url: str, body: str, *, with_kind: bool) -> str:
     attributes: dict[str, Any] = {
         "pixflare-reason": {"DataType": "String", "StringValue": "not valid JSON"}
@@ -173,7 +161,7 @@ def test_messages_that_can_never_succeed_are_left_in_the_dlq_unless_included(
     # visible in the DLQ again at once (not hidden for the run's visibility timeout)
     assert (result.moved, result.bounced, set(result.skipped)) == (3, 0, invalid)
     assert sorted(m["Body"] for m in receive_all(pair.source_url)) == ["job-a", "job-b", "job-c"]
-    assert counts(pair.dlq_url) == (12, 0)
+    assert queue_counts(pair.dlq_url) == (12, 0)
 
     # And with them included they are moved too
     result = move_messages(pair, skip_invalid=False)
@@ -195,7 +183,7 @@ def test_a_look_leaves_every_message_visible_and_counts_without_itself(pair: Que
         ("maxReceiveCount", None, True)
     }
     # and all 12 are visible again at once, none in flight
-    assert counts(pair.dlq_url) == (12, 0)
+    assert queue_counts(pair.dlq_url) == (12, 0)
     # And a second look counts the first: SQS has no peek, a look is a receive
     second = {m["messageId"]: m["receiveCount"] for m in peek(pair.dlq_url, 12, 12)}
     assert len(second) == 12

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,12 +108,7 @@ class Reader:
         while True:
             done = subprocess.run(
                 ["bash", "-c", command],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
+                **self._terminal(),
                 timeout=COMMAND_TIMEOUT_SECONDS,
                 check=False,
             )
@@ -130,16 +126,21 @@ class Reader:
         )
         raise AssertionError(f"{example} printed what the document does not show:\n{problem}")
 
+    def _terminal(self) -> dict[str, Any]:
+        """How a command runs: in the reader's directory and environment, its stdout and
+        stderr interleaved as a terminal shows them, nothing to read on stdin."""
+        return {
+            "cwd": self.workdir,
+            "env": self.env,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.STDOUT,
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+        }
+
     def _start(self, example: Example, command: str, expected: list[str]) -> None:
         process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
+            ["bash", "-c", f"exec {command}"], **self._terminal(), start_new_session=True
         )
         running = Background(example, process)
         running.start_reading()

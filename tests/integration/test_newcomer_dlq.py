@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pixflare.local.stack import LocalStack
+from tests.support.aws_resources import queue_counts
 from tests.support.console import COMMAND_TIMEOUT_SECONDS, PIXFLARE, on_stack
 from tests.support.local_stack import started_stack, wait_until
 
@@ -28,18 +29,6 @@ EXHAUSTED_JOB = json.dumps({"v": 1, "imageId": "0" * 32, "owner": "nobody"})
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with started_stack(tmp_path_factory, "newcomer-dlq") as running:
         yield running
-
-
-def counts(stack: LocalStack, url: str) -> tuple[int, int]:
-    """(visible, in flight)."""
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
 
 
 def on_terminal(stack: LocalStack, *args: str, answer: str) -> subprocess.CompletedProcess[str]:
@@ -76,7 +65,7 @@ def test_list_redrive_and_purge_of_a_dlq_holding_invalid_messages(stack: LocalSt
     # the DLQ, and a job there that stands for one SQS moved after maxReceiveCount
     for body in MALFORMED:
         sqs.send_message(QueueUrl=source_url, MessageBody=body)
-    wait_until(lambda: counts(stack, dlq_url) == (2, 0), "the worker rejecting both")
+    wait_until(lambda: queue_counts(dlq_url, sqs) == (2, 0), "the worker rejecting both")
     job_id = sqs.send_message(QueueUrl=dlq_url, MessageBody=EXHAUSTED_JOB)["MessageId"]
 
     # When the newcomer looks: depth and in flight per queue, and per message its
@@ -118,8 +107,8 @@ def test_list_redrive_and_purge_of_a_dlq_holding_invalid_messages(stack: LocalSt
         "2 skipped: invalid message(s) can never succeed (see `pixflare dlq list`); delete "
         "with `pixflare dlq purge variant`, or move anyway with --include-invalid",
     ]
-    wait_until(lambda: counts(stack, source_url) == (0, 0), "the redriven job to end")
-    assert counts(stack, dlq_url) == (2, 0)
+    wait_until(lambda: queue_counts(source_url, sqs) == (0, 0), "the redriven job to end")
+    assert queue_counts(dlq_url, sqs) == (2, 0)
 
     # A purge without a terminal and without --yes is refused, with what to do
     done = on_stack(stack, "dlq", "purge", "variant")
@@ -133,7 +122,7 @@ def test_list_redrive_and_purge_of_a_dlq_holding_invalid_messages(stack: LocalSt
     assert done.stderr == (
         f"pixflare: no message {unknown} in the variant DLQ (2 looked at); nothing deleted\n"
     )
-    assert counts(stack, dlq_url) == (2, 0)
+    assert queue_counts(dlq_url, sqs) == (2, 0)
 
     # On a terminal the queue name must be typed; anything else deletes nothing
     first, second = invalid
@@ -143,20 +132,20 @@ def test_list_redrive_and_purge_of_a_dlq_holding_invalid_messages(stack: LocalSt
         f"Delete message {first} from the variant DLQ for good? Type variant to confirm: "
         "pixflare: not confirmed; nothing deleted\n"
     )
-    assert counts(stack, dlq_url) == (2, 0)
+    assert queue_counts(dlq_url, sqs) == (2, 0)
     done = on_terminal(stack, "dlq", "purge", "variant", "--message-id", first, answer="variant")
     assert done.returncode == 0, done.stderr
     [headline, deleted] = done.stdout.splitlines()
     assert headline == "variant: deleted 1 message(s) from the DLQ"
     assert deleted.startswith(f"  {first}  ")
-    assert counts(stack, dlq_url) == (1, 0)
+    assert queue_counts(dlq_url, sqs) == (1, 0)
 
     # --include-invalid moves the other one anyway; the worker rejects it straight back
     done = on_stack(stack, "--json", "dlq", "redrive", "variant", "--include-invalid")
     assert done.returncode == 0, done.stderr
     redriven = json.loads(done.stdout)
     assert (redriven["moved"], redriven["skipped"]) == (1, 0)
-    wait_until(lambda: counts(stack, dlq_url) == (1, 0), "the invalid message back")
+    wait_until(lambda: queue_counts(dlq_url, sqs) == (1, 0), "the invalid message back")
 
     # And a purge of the whole DLQ with --yes empties it and says what it deleted
     done = on_stack(stack, "--json", "dlq", "purge", "variant", "--yes")
@@ -165,4 +154,4 @@ def test_list_redrive_and_purge_of_a_dlq_holding_invalid_messages(stack: LocalSt
     assert (purged["queue"], purged["deleted"], purged["inFlightLeft"]) == ("variant", 1, 0)
     [message] = purged["messages"]
     assert message["kind"] == "invalid" and message["messageId"] != second
-    assert counts(stack, dlq_url) == (0, 0)
+    assert queue_counts(dlq_url, sqs) == (0, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from lambdas.shared.clock import iso, utcnow
 from lambdas.shared.images import ImageRecord, ImageRepository, iso_seconds, purge_due_at
 from pixflare.local import samples
 from pixflare.local.stack import LocalStack
-from tests.support.console import on_stack
+from tests.support.console import on_stack, refused
 from tests.support.local_stack import started_stack, use_stack_clients, wait_until
 from tests.support.s3_target import S3Target
 
@@ -50,15 +49,6 @@ def upload(stack: LocalStack, *files: Path, owner: str, album: str) -> list[str]
     return [d["imageId"] for d in (document if isinstance(document, list) else [document])]
 
 
-def failed(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one line a refused command printed (and nothing on stdout)."""
-    assert done.returncode == code, done.stderr
-    assert done.stdout == ""
-    [line] = done.stderr.splitlines()
-    assert line.startswith("pixflare: ")
-    return line
-
-
 def test_an_id_prefix_of_eight_characters_finds_the_image(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -71,11 +61,11 @@ def test_an_id_prefix_of_eight_characters_finds_the_image(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["imageId"] == image_id
     # Shorter than 8 says the minimum; an unknown prefix says where else to look
-    assert "at least 8 characters" in failed(on_stack(stack, "status", image_id[:7]))
-    unknown = failed(on_stack(stack, "delete", "0000000f"))
+    assert "at least 8 characters" in refused(on_stack(stack, "status", image_id[:7]))
+    unknown = refused(on_stack(stack, "delete", "0000000f"))
     assert "no image id starts with 0000000f" in unknown and "pixflare list" in unknown
     # and a full id is taken as it is, even one no prefix item knows
-    assert "no image ffffffff" in failed(on_stack(stack, "status", "f" * 32))
+    assert "no image ffffffff" in refused(on_stack(stack, "status", "f" * 32))
 
 
 def test_an_ambiguous_prefix_lists_the_matches(
@@ -99,7 +89,7 @@ def test_an_ambiguous_prefix_lists_the_matches(
             )
         )
     # When a user gives the shared 8, the error names both, with owner and name
-    line = failed(on_stack(stack, "status", shared))
+    line = refused(on_stack(stack, "status", shared))
     assert f"image id prefix {shared} is ambiguous" in line
     assert f"{ids[0]} (amos/twins/one.jpg)" in line and f"{ids[1]} (amos/twins/two.jpg)" in line
     # and one more character picks one of them
@@ -144,7 +134,7 @@ def test_list_pages_an_owners_images_newest_first(stack: LocalStack, tmp_path: P
     assert last.split()[:2] == [first, "trip/first.jpg"]
 
     # A cursor from another listing is an argument error
-    line = failed(
+    line = refused(
         on_stack(stack, "list", "--owner", "lena", "--cursor", page["nextCursor"][:-2]), code=2
     )
     assert "--cursor" in line
@@ -175,7 +165,7 @@ def test_a_deleted_name_says_until_when_and_restore_or_purge_frees_it(
     done = on_stack(stack, "--json", "delete", image_id[:8])
     assert done.returncode == 0, done.stderr
     until = iso_seconds(purge_due_at(json.loads(done.stdout)["deleted_at"], RETENTION_DAYS))
-    line = failed(on_stack(stack, "upload", str(file), "--owner", "pia", "--album", "a"))
+    line = refused(on_stack(stack, "upload", str(file), "--owner", "pia", "--album", "a"))
     assert f"pia/a/p.jpg belongs to a deleted image ({image_id})" in line
     assert f"after {until}" in line
     assert f"`pixflare restore {image_id}`" in line
@@ -186,10 +176,10 @@ def test_a_deleted_name_says_until_when_and_restore_or_purge_frees_it(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{image_id} restored: pia/a/p.jpg is back")
     assert "backup synced" in done.stdout
-    assert "is not deleted" in failed(on_stack(stack, "restore", image_id))
+    assert "is not deleted" in refused(on_stack(stack, "restore", image_id))
 
     # Purge wants --yes without a terminal, and removes nothing without it
-    line = failed(on_stack(stack, "delete", image_id, "--purge"), code=2)
+    line = refused(on_stack(stack, "delete", image_id, "--purge"), code=2)
     assert "--yes" in line
     assert on_stack(stack, "status", image_id).returncode == 0
 
@@ -199,9 +189,9 @@ def test_a_deleted_name_says_until_when_and_restore_or_purge_frees_it(
     assert done.stdout.startswith(f"{image_id} purged (live image pia/a/p.jpg)")
     assert "its original, variants, backup, and record are removed" in done.stdout
     assert target.client().list_objects_v2(Bucket=target.bucket)["KeyCount"] == 0
-    assert f"no image {image_id}" in failed(on_stack(stack, "status", image_id))
-    assert "no image id starts with" in failed(on_stack(stack, "status", image_id[:8]))
-    assert "purged" in failed(on_stack(stack, "restore", image_id))
+    assert f"no image {image_id}" in refused(on_stack(stack, "status", image_id))
+    assert "no image id starts with" in refused(on_stack(stack, "status", image_id[:8]))
+    assert "purged" in refused(on_stack(stack, "restore", image_id))
     [again] = upload(stack, file, owner="pia", album="a")
     assert again != image_id
 

@@ -20,21 +20,13 @@ from pixflare.local import samples
 from pixflare.local.stack import LocalStack
 from pixflare.local.synth import cached_template_path, synthesize_template
 from pixflare.resolve import OUTPUTS_BUCKET, outputs_key
-from tests.support.console import PIXFLARE, on_stack, run
+from tests.support.console import PIXFLARE, on_stack, refused, run
 from tests.support.local_stack import SETTLE_DEADLINE_SECONDS, started_stack, wait_until
+from tests.support.processes import alive, descendants
 
 pytestmark = pytest.mark.slow
 
 IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def failed(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one line a refused command printed (and nothing on stdout)."""
-    assert done.returncode == code, done.stderr
-    assert done.stdout == ""
-    [line] = done.stderr.splitlines()
-    assert line.startswith("pixflare: ")
-    return line
 
 
 # -- no stack needed -------------------------------------------------------------------
@@ -48,15 +40,15 @@ def test_local_up_and_demo_list_and_take_only_the_global_option_they_use() -> No
         for unused in ("--endpoint", "--stack", "--region"):
             assert unused not in options, (command, unused)
     # Given one anyway, before or after the subcommand: an argument error, not ignored
-    line = failed(run("local", "up", "--region", "eu-west-1"), code=2)
+    line = refused(run("local", "up", "--region", "eu-west-1"), code=2)
     assert line.startswith("pixflare: --region does not apply to `pixflare local up`")
-    line = failed(run("--stack", "Other", "demo"), code=2)
+    line = refused(run("--stack", "Other", "demo"), code=2)
     assert line.startswith("pixflare: --stack does not apply to `pixflare demo`")
-    line = failed(run("demo", "--endpoint", "http://127.0.0.1:4566"), code=2)
+    line = refused(run("demo", "--endpoint", "http://127.0.0.1:4566"), code=2)
     assert "--endpoint does not apply" in line
     # AWS_ENDPOINT_URL in the shell (as the README has you export) is not a --endpoint
     done = run("local", "up", "--port", "70000", env={"AWS_ENDPOINT_URL": "not a url"})
-    assert failed(done) == "pixflare: --port must be between 0 and 65535"
+    assert refused(done) == "pixflare: --port must be between 0 and 65535"
 
 
 # -- against a running local stack ------------------------------------------------------
@@ -100,20 +92,20 @@ def test_upload_names_the_file_it_refuses(stack: LocalStack, tmp_path: Path) -> 
         return on_stack(stack, "upload", *map(str, files), "--owner", "ned", "--album", "r")
 
     # An empty file, alone or after a good one, is named, and nothing is stored
-    assert failed(upload(empty)) == f"pixflare: {empty}: the file is empty (nothing was uploaded)"
-    assert failed(upload(good, empty)).startswith(f"pixflare: {empty}: the file is empty")
+    assert refused(upload(empty)) == f"pixflare: {empty}: the file is empty (nothing was uploaded)"
+    assert refused(upload(good, empty)).startswith(f"pixflare: {empty}: the file is empty")
     # A directory says so, and how to pass its files
-    line = failed(upload(folder))
+    line = refused(upload(folder))
     assert line == (
         f"pixflare: {folder} is a directory: name the files in it, e.g. "
         f"pixflare upload {folder}/*.jpg --owner O --album A"
     )
     assert (
-        failed(upload(tmp_path / "missing.jpg"))
+        refused(upload(tmp_path / "missing.jpg"))
         == f"pixflare: {tmp_path}/missing.jpg: no such file"
     )
     # What the stack refuses in the only file given is named too
-    assert failed(upload(text)).startswith(f"pixflare: {text}: not an image")
+    assert refused(upload(text)).startswith(f"pixflare: {text}: not an image")
     # The good file was not stored by the refused pair: its name is still free
     assert upload(good).returncode == 0
 
@@ -181,32 +173,6 @@ def test_stats_tells_a_day_not_rolled_up_from_one_without_the_owners_views(
 
 
 # -- `pixflare local up` in a process of its own -----------------------------------------
-def live_descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc's parent links)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_local_up_takes_its_template_cache_from_xdg_and_stops_on_sigterm_leaving_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,7 +230,7 @@ def test_local_up_takes_its_template_cache_from_xdg_and_stops_on_sigterm_leaving
             "--wait", str(SETTLE_DEADLINE_SECONDS),
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        children = live_descendants(process.pid)
+        children = descendants(process.pid)
         assert children, "no function processes to stop"
         # When it gets SIGTERM
         process.send_signal(signal.SIGTERM)
@@ -277,5 +243,5 @@ def test_local_up_takes_its_template_cache_from_xdg_and_stops_on_sigterm_leaving
     assert code == 0, "".join(lines[-20:])
     assert [line.strip() for line in lines[-2:]] == ["stopping...", "stopped"]
     wait_until(
-        lambda: not any(running(pid) for pid in children), "the children to be gone", seconds=5
+        lambda: not any(alive(pid) for pid in children), "the children to be gone", seconds=5
     )

@@ -179,3 +179,16 @@ def receive_all(queue_url: str, *, max_messages: int = 10, wait: int = 0) -> lis
         if not got or len(out) >= max_messages:
             break
     return out
+
+
+def queue_counts(queue_url: str, sqs: Any | None = None) -> tuple[int, int]:
+    """(visible, in flight) of a queue, through ``sqs`` (default: in-process moto's)."""
+    client = sqs or boto3.client("sqs", region_name=REGION)
+    attributes = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )

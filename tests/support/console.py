@@ -37,3 +37,12 @@ def on_stack(
 ) -> subprocess.CompletedProcess[str]:
     """``pixflare --endpoint <the stack> ARGS``."""
     return run("--endpoint", stack.endpoint, *args, env=env, stdin=stdin)
+
+
+def refused(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The one line a refused command printed on stderr (exit ``code``, nothing on stdout)."""
+    assert done.returncode == code, done.stderr
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("pixflare: ")
+    return line
